@@ -1,0 +1,86 @@
+//! The wsgate plugin SDK: a WebSocket client (RFC 6455) for plugins.
+//!
+//! A wsgate plugin never opens a socket: the host connects, and hands the
+//! plugin one byte stream. This crate is the WebSocket client that runs
+//! over that stream. Its codec is plain Rust over [`std::io::Read`] and
+//! [`std::io::Write`], independent of the host bindings, so that it runs
+//! (and is tested) natively over a `TcpStream` as well.
+//!
+//! The pieces, each its own module:
+//!
+//! - [`url`]: `ws://` and `wss://` URLs.
+//! - [`handshake`]: the upgrade request and the checks of the response.
+//! - [`frame`]: frame headers, masking and the incremental frame decoder.
+//! - [`WebSocket`]: the session (messages, control frames, closing).
+//!
+//! ```no_run
+//! use std::net::TcpStream;
+//! use wsgate_guest::{client, ClientConfig, Message, url::Url};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let url = Url::parse("ws://127.0.0.1:9001/echo")?;
+//! let stream = TcpStream::connect((url.host(), url.port()))?;
+//! let mut ws = client(stream, &url, ClientConfig::default())?;
+//! ws.send(Message::Text("hello".into()))?;
+//! if let Message::Text(echo) = ws.recv()? {
+//!     println!("{echo}");
+//! }
+//! ws.close(1000, "done")?;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+// The codec has no unsafe code; only the generated host bindings do.
+#![deny(unsafe_code)]
+
+mod config;
+mod error;
+pub mod frame;
+pub mod handshake;
+mod message;
+mod rand;
+pub mod url;
+mod websocket;
+
+// The host bindings (wasm32 only) are a separate layer over this codec.
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub use wasm::{HostStream, RaceEvent, connect, connect_with_config};
+
+use std::io::{Read, Write};
+
+pub use config::ClientConfig;
+pub use error::{Error, ErrorKind};
+pub use handshake::{Request, Response, read_response};
+pub use message::{CloseFrame, MAX_CLOSE_REASON, Message, is_valid_close_code};
+pub use url::Url;
+pub use websocket::WebSocket;
+
+/// Opens a WebSocket session over `stream`, a connected byte stream to the
+/// server of `url` (TLS already set up for `wss://`).
+///
+/// Writes the upgrade request, reads and checks the response, and returns
+/// the session. Bytes the server sent right behind its response are kept
+/// for the session.
+pub fn client<S: Read + Write>(
+    stream: S,
+    url: &Url,
+    config: ClientConfig,
+) -> Result<WebSocket<S>, Error> {
+    client_with_response(stream, url, config).map(|(ws, _)| ws)
+}
+
+/// Like [`client`], also returning the server's handshake response (for its
+/// headers and the chosen [`subprotocol`](Response::subprotocol)).
+pub fn client_with_response<S: Read + Write>(
+    mut stream: S,
+    url: &Url,
+    config: ClientConfig,
+) -> Result<(WebSocket<S>, Response), Error> {
+    let request = Request::try_new(url, &config)?;
+    stream.write_all(request.bytes())?;
+    stream.flush()?;
+    let (response, leftover) = read_response(&mut stream, &request, &config)?;
+    Ok((WebSocket::from_upgraded(stream, leftover, config), response))
+}

@@ -1,0 +1,180 @@
+//! The SDK bound to the wsgate host (wasm32 only).
+//!
+//! The host's `connect` owns DNS, the address race and TLS. The SDK hands
+//! it the upgrade request as the *first flight*, so the host writes it once,
+//! on the connection it committed to; the SDK then reads the response over
+//! the `wasi:io` streams the connection hands out.
+//!
+//! When the upgrade fails for a reason of the network path (the connection
+//! closed before an answer, a 502/503/504), the SDK asks the host for the
+//! next candidate with `fallback()`: at most one upgrade request is ever in
+//! flight, and a definitive answer (401, 403, 404...) is returned as is.
+
+use crate::error::Error;
+use crate::handshake::{Request, read_response};
+use crate::url::Url;
+use crate::{ClientConfig, WebSocket};
+use std::io::{self, Read, Write};
+
+#[allow(unsafe_code, missing_docs)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "wsgate:connect/imports",
+        with: {
+            "wasi:io/error@0.2.12": wasip2::io::error,
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+            "wasi:io/streams@0.2.12": wasip2::io::streams,
+        },
+    });
+}
+
+pub use bindings::wsgate::connect::types::RaceEvent;
+use bindings::wsgate::connect::types::{
+    self, ConnectError, ConnectOptions, Connection, TlsOptions,
+};
+use wasip2::io::streams::{InputStream, OutputStream};
+
+/// How many times one connect may fall back to another path before the
+/// SDK gives up: the host's list of addresses is short, this only bounds a
+/// misbehaving host.
+const MAX_FALLBACKS: usize = 16;
+
+/// A byte stream to the peer through the host: the connection and its two
+/// `wasi:io` streams.
+pub struct HostStream {
+    // Field order matters: the streams are children of the connection and
+    // must be dropped before it, which Rust does in declaration order.
+    input: InputStream,
+    output: OutputStream,
+    connection: Connection,
+}
+
+impl HostStream {
+    fn new(connection: Connection) -> Result<Self, Error> {
+        let input = connection
+            .input()
+            .map_err(|e| Error::connect(describe(&e)))?;
+        let output = connection
+            .output()
+            .map_err(|e| Error::connect(describe(&e)))?;
+        Ok(HostStream {
+            input,
+            output,
+            connection,
+        })
+    }
+
+    /// The address the host connected to, as `ip:port`.
+    pub fn peer(&self) -> String {
+        self.connection.peer()
+    }
+
+    /// The events of the connect, as the host's race log has them.
+    pub fn report(&self) -> Vec<RaceEvent> {
+        self.connection.report()
+    }
+
+    fn into_connection(self) -> Connection {
+        let HostStream {
+            input,
+            output,
+            connection,
+        } = self;
+        drop((input, output));
+        connection
+    }
+}
+
+impl Read for HostStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(&mut self.input, buf)
+    }
+}
+
+impl Write for HostStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Write::write(&mut self.output, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Write::flush(&mut self.output)
+    }
+}
+
+/// Opens a WebSocket to `url` (`ws://` or `wss://`) through the host, with
+/// the default configuration.
+///
+/// ```no_run
+/// let mut ws = wsgate_guest::connect("wss://echo.example/chat")?;
+/// ws.send(wsgate_guest::Message::Text("hello".into()))?;
+/// # Ok::<(), wsgate_guest::Error>(())
+/// ```
+pub fn connect(url: &str) -> Result<WebSocket<HostStream>, Error> {
+    connect_with_config(url, ClientConfig::default())
+}
+
+/// Opens a WebSocket to `url` through the host, with `config`.
+pub fn connect_with_config(
+    url: &str,
+    config: ClientConfig,
+) -> Result<WebSocket<HostStream>, Error> {
+    let url = Url::parse(url)?;
+    let request = Request::try_new(&url, &config)?;
+    let options = ConnectOptions {
+        tls: url.is_secure().then(|| TlsOptions { alpn: Vec::new() }),
+        first_flight: Some(request.bytes().to_vec()),
+        cancel_after: None,
+        timeout_ms: None,
+    };
+    let connection = types::connect(url.host(), url.port(), &options).map_err(|e| {
+        Error::connect(format!(
+            "cannot connect to {}:{}: {}",
+            url.host(),
+            url.port(),
+            describe(&e)
+        ))
+    })?;
+    let mut stream = HostStream::new(connection)?;
+    let mut fallbacks = 0;
+    loop {
+        match read_response(&mut stream, &request, &config) {
+            Ok((_response, leftover)) => {
+                return Ok(WebSocket::from_upgraded(stream, leftover, config));
+            }
+            Err(e) if e.is_path_failure() && fallbacks < MAX_FALLBACKS => {
+                fallbacks += 1;
+                let connection =
+                    Connection::fallback(stream.into_connection()).map_err(|fe| match fe {
+                        // Nothing left to try: the upgrade's own failure is
+                        // what the plugin needs to see.
+                        ConnectError::AllAttemptsFailed(_) => e,
+                        other => Error::connect(describe(&other)),
+                    })?;
+                stream = HostStream::new(connection)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The host's error in words.
+fn describe(e: &ConnectError) -> String {
+    match e {
+        ConnectError::Denied(rule) => format!("denied by the host's policy ({rule})"),
+        ConnectError::Dns(why) => why.clone(),
+        ConnectError::AllAttemptsFailed(attempts) if attempts.is_empty() => {
+            "no address to try".to_owned()
+        }
+        ConnectError::AllAttemptsFailed(attempts) => {
+            let each: Vec<String> = attempts
+                .iter()
+                .map(|a| format!("{}: {}", a.address, a.error))
+                .collect();
+            format!("all attempts failed ({})", each.join("; "))
+        }
+        ConnectError::Timeout => "timed out".to_owned(),
+        ConnectError::Tls(why) => format!("TLS failed: {why}"),
+        ConnectError::Invalid(why) => format!("invalid request: {why}"),
+    }
+}
