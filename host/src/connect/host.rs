@@ -1,0 +1,200 @@
+//! The host side of `wsgate:connect/types`: the trait impls that
+//! `bindgen!` asks for.
+
+use super::bindings::types::{self, AttemptStage as WitStage, ConnectError as WitError, ConnectOptions};
+use super::{ConnectConfig, ConnectCtxView, Connection};
+use crate::race::{AttemptStage, CommitStage, ConnectError, Race, Target};
+use crate::report::{EventKind, RaceLog};
+use crate::tls::TlsClient;
+use std::time::Duration;
+use tokio::time::Instant;
+use wasmtime::component::Resource;
+use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+
+/// How many bytes a plugin may have in flight to the peer before its writes
+/// wait: enough for a large frame in one go, small enough to bound the
+/// host's memory per connection.
+const WRITE_BUDGET: usize = 256 * 1024;
+
+impl types::Host for ConnectCtxView<'_> {
+    async fn connect(
+        &mut self,
+        host: String,
+        port: u16,
+        options: ConnectOptions,
+    ) -> wasmtime::Result<Result<Resource<Connection>, WitError>> {
+        let config = self.ctx.config.clone();
+        match open(&config, host, port, options).await {
+            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+}
+
+impl types::HostConnection for ConnectCtxView<'_> {
+    async fn input(&mut self, this: Resource<Connection>) -> wasmtime::Result<Result<Resource<DynInputStream>, WitError>> {
+        let connection = self.table.get_mut(&this)?;
+        let Some(reader) = connection.reader.take() else {
+            return Ok(Err(WitError::Invalid("the input stream was already taken".into())));
+        };
+        let stream: DynInputStream = Box::new(AsyncReadStream::new(reader));
+        Ok(Ok(self.table.push_child(stream, &this)?))
+    }
+
+    async fn output(&mut self, this: Resource<Connection>) -> wasmtime::Result<Result<Resource<DynOutputStream>, WitError>> {
+        let connection = self.table.get_mut(&this)?;
+        let Some(writer) = connection.writer.take() else {
+            return Ok(Err(WitError::Invalid("the output stream was already taken".into())));
+        };
+        let stream: DynOutputStream = Box::new(AsyncWriteStream::new(WRITE_BUDGET, writer));
+        Ok(Ok(self.table.push_child(stream, &this)?))
+    }
+
+    async fn peer(&mut self, this: Resource<Connection>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&this)?.peer.to_string())
+    }
+
+    async fn report(&mut self, this: Resource<Connection>) -> wasmtime::Result<Vec<types::RaceEvent>> {
+        let events = self.table.get(&this)?.race.log().events();
+        Ok(events
+            .iter()
+            .map(|e| types::RaceEvent {
+                event: e.event.as_str().to_owned(),
+                t_ms: e.t_ms,
+                addr: e.addr.map(|a| a.to_string()),
+                detail: e.stage.map(str::to_owned).or_else(|| e.detail.clone()),
+            })
+            .collect())
+    }
+
+    async fn fallback(&mut self, this: Resource<Connection>) -> wasmtime::Result<Result<Resource<Connection>, WitError>> {
+        // Deleting fails while the plugin still holds the streams: it must
+        // let go of them before it gives the connection up. That is a bug in
+        // the plugin, and traps.
+        let Connection { peer, reader, writer, mut race } = self.table.delete(this)?;
+        // Close the abandoned path before trying the next one.
+        drop((reader, writer));
+        race.log_mut().push(EventKind::Fallback, Some(peer), None, None);
+        let config = self.ctx.config.clone();
+        match commit(&config, race).await {
+            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    async fn drop(&mut self, this: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+/// A connect, from the plugin's request to a committed [`Connection`].
+async fn open(config: &ConnectConfig, host: String, port: u16, options: ConnectOptions) -> Result<Connection, ConnectError> {
+    let started = Instant::now();
+    check_host(&host)?;
+    if port == 0 {
+        return Err(ConnectError::Invalid("port 0".into()));
+    }
+    let mut timeout = config.inner.connect_timeout;
+    if let Some(ms) = options.timeout_ms {
+        if ms == 0 {
+            return Err(ConnectError::Invalid("timeout-ms 0".into()));
+        }
+        timeout = timeout.min(Duration::from_millis(ms.into()));
+    }
+    let deadline = started + timeout;
+
+    let tls = match &options.tls {
+        None => None,
+        Some(tls) => {
+            let name = TlsClient::server_name(&host).map_err(ConnectError::Invalid)?;
+            Some((config.inner.tls.connector(&tls.alpn), name))
+        }
+    };
+    // The latest stage this host commits at: after TLS for TLS targets (a
+    // path whose TLS stalls must not win), after TCP otherwise. A plugin may
+    // ask for an earlier one.
+    let default = if tls.is_some() { CommitStage::Tls } else { CommitStage::Tcp };
+    let requested = options.cancel_after.map(|s| match s {
+        types::CommitStage::Tcp => CommitStage::Tcp,
+        types::CommitStage::Tls => CommitStage::Tls,
+        types::CommitStage::Response => CommitStage::Response,
+    });
+    let commit_at = requested.map_or(default, |r| r.min(default));
+    let target = Target { host, port, tls, first_flight: options.first_flight, commit: commit_at };
+
+    let mut log = RaceLog::new(config.next_connect_id(), config.inner.race_log.clone());
+    let resolved = tokio::time::timeout_at(deadline, config.inner.resolver.lookup(&target.host, port))
+        .await
+        .map_err(|_| ConnectError::Timeout)?
+        .map_err(|e| ConnectError::Dns(e.to_string()))?;
+    let addrs = crate::race::order(&resolved, port);
+    let listed: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+    log.push(EventKind::Resolve, None, None, Some(format!("{} ({}): {}", target.host, resolved.source, listed.join(", "))));
+    commit(config, Race::new(target, addrs, deadline, log)).await
+}
+
+/// Runs the race to its next commit and wraps the result for the plugin.
+async fn commit(config: &ConnectConfig, mut race: Race) -> Result<Connection, ConnectError> {
+    let committed = race.next().await?;
+    if let Some(summary) = &config.inner.summary {
+        let log = race.log();
+        let attempts = log.events().iter().filter(|e| e.event == EventKind::Attempt).count();
+        summary.write_line(&format!(
+            "wsgate: connect #{} to {}:{} won by {} (committed at {}) in {:.1} ms, {} attempt{}",
+            log.connect_id(),
+            race.target().host,
+            race.target().port,
+            committed.peer,
+            race.target().commit,
+            log.elapsed().as_secs_f64() * 1000.0,
+            attempts,
+            if attempts == 1 { "" } else { "s" },
+        ));
+    }
+    let (reader, writer) = tokio::io::split(committed.transport);
+    Ok(Connection { peer: committed.peer, reader: Some(reader), writer: Some(writer), race })
+}
+
+/// Rejects host strings that cannot name anything, before any I/O.
+fn check_host(host: &str) -> Result<(), ConnectError> {
+    if host.is_empty() {
+        return Err(ConnectError::Invalid("empty host".into()));
+    }
+    if host.len() > 253 {
+        return Err(ConnectError::Invalid("host longer than 253 bytes".into()));
+    }
+    if host.parse::<std::net::IpAddr>().is_err() && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
+        return Err(ConnectError::Invalid(format!("`{}` is not a host name or IP address", host.escape_debug())));
+    }
+    Ok(())
+}
+
+impl From<ConnectError> for WitError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Denied(rule) => WitError::Denied(rule),
+            ConnectError::Dns(e) => WitError::Dns(e),
+            ConnectError::AllAttemptsFailed(failures) => WitError::AllAttemptsFailed(
+                failures
+                    .into_iter()
+                    .map(|f| types::AttemptFailure {
+                        address: f.addr.to_string(),
+                        stage: match f.stage {
+                            AttemptStage::Started => WitStage::Started,
+                            AttemptStage::Tcp => WitStage::Tcp,
+                            AttemptStage::Tls => WitStage::Tls,
+                            AttemptStage::FirstFlight => WitStage::FirstFlight,
+                            AttemptStage::Response => WitStage::Response,
+                        },
+                        error: f.error,
+                    })
+                    .collect(),
+            ),
+            ConnectError::Timeout => WitError::Timeout,
+            ConnectError::Tls(e) => WitError::Tls(e),
+            ConnectError::Invalid(e) => WitError::Invalid(e),
+        }
+    }
+}

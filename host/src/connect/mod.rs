@@ -1,0 +1,186 @@
+//! The `wsgate:connect` capability: how plugins reach the network.
+//!
+//! Shaped as wasmtime-wasi shapes its own capabilities:
+//!
+//! - [`ConnectCtx`] holds the per-plugin state (the operator's
+//!   [`ConnectConfig`], shared by all plugins of a host);
+//! - [`ConnectView`] is implemented by the store's data type to give access
+//!   to the context and the resource table;
+//! - [`WsgateConnect`] is the [`HasData`] marker that
+//!   [`add_to_linker`] uses to project a [`ConnectCtxView`] out of the store.
+
+pub mod bindings;
+mod host;
+
+use crate::error::Error;
+use crate::race::Race;
+use crate::report::LogSink;
+use crate::resolve::{Override, Resolver};
+use crate::tls::{TlsClient, TrustRoots};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{ReadHalf, WriteHalf};
+use wasmtime::component::{HasData, Linker, ResourceTable};
+
+/// The default bound on a whole connect.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The operator's connection settings, shared by every plugin of a host.
+///
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ConnectConfig {
+    inner: Arc<ConfigInner>,
+}
+
+#[derive(Debug)]
+struct ConfigInner {
+    resolver: Resolver,
+    tls: TlsClient,
+    race_log: Option<LogSink>,
+    summary: Option<LogSink>,
+    connect_timeout: Duration,
+    next_connect: AtomicU64,
+}
+
+impl ConnectConfig {
+    /// Starts a configuration with the defaults: system DNS, system trust
+    /// roots, no race log, a 10 s connect timeout.
+    pub fn builder() -> ConnectConfigBuilder {
+        ConnectConfigBuilder::default()
+    }
+
+    fn next_connect_id(&self) -> u64 {
+        self.inner.next_connect.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// Builds a [`ConnectConfig`].
+#[derive(Debug, Default)]
+pub struct ConnectConfigBuilder {
+    overrides: Vec<Override>,
+    roots: TrustRoots,
+    race_log: Option<LogSink>,
+    summary: Option<LogSink>,
+    connect_timeout: Option<Duration>,
+}
+
+impl ConnectConfigBuilder {
+    /// Answers for `host:port` with fixed addresses instead of DNS
+    /// (`--resolve`).
+    pub fn resolve(mut self, entry: Override) -> Self {
+        self.overrides.push(entry);
+        self
+    }
+
+    /// Trusts the CA certificates of a PEM file (`--ca-cert`), on top of the
+    /// system's roots.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.roots.ca_files.push(path.into());
+        self
+    }
+
+    /// Whether to trust the operating system's root certificates (default
+    /// yes).
+    pub fn system_roots(mut self, yes: bool) -> Self {
+        self.roots.system = yes;
+        self
+    }
+
+    /// Writes every race event as a JSON line to `sink` (`--race-log`).
+    pub fn race_log(mut self, sink: LogSink) -> Self {
+        self.race_log = Some(sink);
+        self
+    }
+
+    /// Writes one human-readable line per committed connect to `sink`.
+    pub fn summary(mut self, sink: LogSink) -> Self {
+        self.summary = Some(sink);
+        self
+    }
+
+    /// Bounds each connect (default 10 s). A plugin may ask for less.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Builds the configuration: loads the trust roots.
+    pub fn build(self) -> Result<ConnectConfig, Error> {
+        let connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        if connect_timeout.is_zero() {
+            return Err(Error::config("the connect timeout must be above zero"));
+        }
+        Ok(ConnectConfig {
+            inner: Arc::new(ConfigInner {
+                resolver: Resolver::new(self.overrides),
+                tls: TlsClient::new(&self.roots)?,
+                race_log: self.race_log,
+                summary: self.summary,
+                connect_timeout,
+                next_connect: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+/// The per-plugin state of the capability.
+#[derive(Debug)]
+pub struct ConnectCtx {
+    config: ConnectConfig,
+}
+
+impl ConnectCtx {
+    /// A context for one plugin instance under `config`.
+    pub fn new(config: ConnectConfig) -> Self {
+        ConnectCtx { config }
+    }
+}
+
+/// What the host functions work on: the context and the resource table
+/// (where connections and their streams live).
+pub struct ConnectCtxView<'a> {
+    /// The plugin's connect state.
+    pub ctx: &'a mut ConnectCtx,
+    /// The store's resource table.
+    pub table: &'a mut ResourceTable,
+}
+
+/// Implemented by a store's data type that offers the capability.
+pub trait ConnectView: Send {
+    /// Projects the capability's view out of the store's data.
+    fn connect(&mut self) -> ConnectCtxView<'_>;
+}
+
+/// The [`HasData`] marker for [`add_to_linker`].
+pub struct WsgateConnect;
+
+impl HasData for WsgateConnect {
+    type Data<'a> = ConnectCtxView<'a>;
+}
+
+/// Adds `wsgate:connect/types` to `linker`.
+pub fn add_to_linker<T: ConnectView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    bindings::types::add_to_linker::<T, WsgateConnect>(linker, T::connect)
+}
+
+/// A committed connection, as a plugin holds it.
+///
+/// Its read and write halves are taken out as `wasi:io` streams; the race
+/// stays with it so that `report()` and `fallback()` can use it.
+pub struct Connection {
+    peer: SocketAddr,
+    reader: Option<ReadHalf<crate::race::Transport>>,
+    writer: Option<WriteHalf<crate::race::Transport>>,
+    race: Race,
+}
+
+impl Connection {
+    /// The address that won.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}

@@ -1,0 +1,146 @@
+//! `wsgate`: runs WebAssembly plugins that reach the network only through
+//! the host's `connect`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use wsgate_host::report::LogSink;
+use wsgate_host::resolve::Override;
+use wsgate_host::runtime::{RunOptions, Runtime};
+use wsgate_host::{ConnectConfig, Error};
+
+/// A WebSocket edge gateway whose plugins are WebAssembly components.
+#[derive(Parser, Debug)]
+#[command(name = "wsgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a client plugin (a wasm32-wasip2 component) to completion.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The plugin: a WebAssembly component of the `wsgate:connect/client` world.
+    plugin: PathBuf,
+
+    /// Answer for HOST:PORT with these addresses instead of DNS (curl's
+    /// form; IPv6 with or without brackets). Repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR[,ADDR...]")]
+    resolve: Vec<Override>,
+
+    /// Trust the CA certificates in this PEM file, besides the system's.
+    /// Repeatable.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Vec<PathBuf>,
+
+    /// Do not trust the system's root certificates (only --ca-cert).
+    #[arg(long)]
+    no_system_roots: bool,
+
+    /// Write every connect event as a JSON line to FILE (`-`: standard error).
+    #[arg(long, value_name = "FILE|-")]
+    race_log: Option<PathBuf>,
+
+    /// Bound on each connect, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    connect_timeout: u64,
+
+    /// Print a line per connect and the plugin's start-up times on standard
+    /// error.
+    #[arg(short, long)]
+    verbose: bool,
+
+    /// Arguments for the plugin (after `--`).
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's message spans several lines (usage, tips); the operator
+            // gets its first line and where to look for more.
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("wsgate: {line} (see `wsgate --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    let Command::Run(args) = cli.command;
+    match run(args) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("wsgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<i32, Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(wsgate_host::ErrorKind::Io, "cannot start the async runtime").with_source(e))?;
+    runtime.block_on(async move {
+        let mut config = ConnectConfig::builder()
+            .system_roots(!args.no_system_roots)
+            .connect_timeout(Duration::from_millis(args.connect_timeout));
+        for entry in args.resolve {
+            config = config.resolve(entry);
+        }
+        for ca in args.ca_cert {
+            config = config.ca_file(ca);
+        }
+        if let Some(path) = &args.race_log {
+            config = config.race_log(open_log(path)?);
+        }
+        if args.verbose {
+            config = config.summary(LogSink::new(std::io::stderr()));
+        }
+        let config = config.build()?;
+
+        let started = Instant::now();
+        let wasm = Runtime::new()?;
+        let engine_time = started.elapsed();
+        let plugin = wasm.load(&args.plugin)?;
+        let outcome = wasm.run(&plugin, config, RunOptions::new(args.args)).await?;
+        if args.verbose {
+            eprintln!(
+                "wsgate: start-up {:.1} ms (engine {:.1} ms, compile {:.1} ms, instantiate {:.1} ms); run {:.1} ms; exit {}",
+                ms(engine_time + plugin.compile_time() + outcome.instantiate_time()),
+                ms(engine_time),
+                ms(plugin.compile_time()),
+                ms(outcome.instantiate_time()),
+                ms(outcome.run_time()),
+                outcome.exit_code(),
+            );
+        }
+        Ok(outcome.exit_code())
+    })
+}
+
+fn open_log(path: &std::path::Path) -> Result<LogSink, Error> {
+    if path.as_os_str() == "-" {
+        return Ok(LogSink::new(std::io::stderr()));
+    }
+    let file = std::fs::File::create(path).map_err(|e| {
+        Error::new(wsgate_host::ErrorKind::Config, format!("cannot open race log `{}`", path.display())).with_source(e)
+    })?;
+    Ok(LogSink::new(file))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
