@@ -51,6 +51,15 @@ struct RunArgs {
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     connect_timeout: u64,
 
+    /// Keep compiled plugins in DIR (default: $XDG_CACHE_HOME/wsgate or
+    /// ~/.cache/wsgate).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile the plugin afresh, without reading or writing the cache.
+    #[arg(long)]
+    no_cache: bool,
+
     /// Print a line per connect and the plugin's start-up times on standard
     /// error.
     #[arg(short, long)]
@@ -73,7 +82,9 @@ fn main() -> ExitCode {
             // clap's message spans several lines (usage, tips); the operator
             // gets its first line and where to look for more.
             let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            let first_paragraph: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let line = first_paragraph.join(" ");
+            let line = line.trim_start_matches("error: ");
             eprintln!("wsgate: {line} (see `wsgate --help`)");
             return ExitCode::from(2);
         }
@@ -97,10 +108,10 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         let mut config = ConnectConfig::builder()
             .system_roots(!args.no_system_roots)
             .connect_timeout(Duration::from_millis(args.connect_timeout));
-        for entry in args.resolve {
-            config = config.resolve(entry);
+        for entry in &args.resolve {
+            config = config.resolve(entry.clone());
         }
-        for ca in args.ca_cert {
+        for ca in &args.ca_cert {
             config = config.ca_file(ca);
         }
         if let Some(path) = &args.race_log {
@@ -112,7 +123,10 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         let config = config.build()?;
 
         let started = Instant::now();
-        let wasm = Runtime::new()?;
+        let wasm = match cache_dir(&args) {
+            Some(dir) => Runtime::with_cache(&dir)?,
+            None => Runtime::new()?,
+        };
         let engine_time = started.elapsed();
         let plugin = wasm.load(&args.plugin)?;
         let outcome = wasm.run(&plugin, config, RunOptions::new(args.args)).await?;
@@ -139,6 +153,22 @@ fn open_log(path: &std::path::Path) -> Result<LogSink, Error> {
         Error::new(wsgate_host::ErrorKind::Config, format!("cannot open race log `{}`", path.display())).with_source(e)
     })?;
     Ok(LogSink::new(file))
+}
+
+/// Where compiled plugins are kept, if anywhere: the flag, else the XDG
+/// cache directory, else none (no home: compile every time).
+fn cache_dir(args: &RunArgs) -> Option<PathBuf> {
+    if args.no_cache {
+        return None;
+    }
+    if let Some(dir) = &args.cache_dir {
+        return Some(std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("wsgate"))
 }
 
 fn ms(d: Duration) -> f64 {

@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorKind};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Cache, CacheConfig, Config, Engine, Store};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// The WebAssembly engine and linker, shared by every plugin of a host.
@@ -104,9 +104,29 @@ impl ConnectView for PluginState {
 }
 
 impl Runtime {
-    /// Creates the engine and the linker.
+    /// Creates the engine and the linker. Plugins are compiled on every
+    /// load; see [`Runtime::with_cache`] to keep compiled code.
     pub fn new() -> Result<Self, Error> {
+        Self::build(Config::new())
+    }
+
+    /// Like [`Runtime::new`], keeping compiled plugins in `dir` (an absolute
+    /// path; created if missing), so that a plugin already seen loads
+    /// without compiling again.
+    pub fn with_cache(dir: &Path) -> Result<Self, Error> {
+        if !dir.is_absolute() {
+            return Err(Error::config(format!("the cache directory `{}` must be an absolute path", dir.display())));
+        }
+        let mut cache = CacheConfig::new();
+        cache.with_directory(dir);
+        let cache = Cache::new(cache)
+            .map_err(|e| wasm_error(ErrorKind::Config, &format!("cannot use cache directory `{}`", dir.display()), e))?;
         let mut config = Config::new();
+        config.cache(Some(cache));
+        Self::build(config)
+    }
+
+    fn build(mut config: Config) -> Result<Self, Error> {
         config.wasm_component_model(true);
         let engine = Engine::new(&config).map_err(|e| wasm_error(ErrorKind::Load, "cannot create the engine", e))?;
         let mut linker = Linker::new(&engine);

@@ -83,7 +83,9 @@ fn add_ca_file(store: &mut RootCertStore, path: &Path) -> Result<(), Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::config(format!("cannot read CA file `{shown}`")).with_source(e))?;
     let mut added = 0;
     for cert in CertificateDer::pem_slice_iter(&bytes) {
-        let cert = cert.map_err(|e| Error::config(format!("CA file `{shown}` is not valid PEM")).with_source(e))?;
+        // pki-types' PEM errors print raw bytes; the file's name and what
+        // is wrong with it say enough.
+        let cert = cert.map_err(|e| Error::config(format!("CA file `{shown}` is not valid PEM ({})", pem_problem(&e))))?;
         store
             .add(cert)
             .map_err(|e| Error::config(format!("CA file `{shown}` holds an unusable certificate")).with_source(e))?;
@@ -93,6 +95,16 @@ fn add_ca_file(store: &mut RootCertStore, path: &Path) -> Result<(), Error> {
         return Err(Error::config(format!("CA file `{shown}` holds no PEM certificate")));
     }
     Ok(())
+}
+
+fn pem_problem(e: &rustls::pki_types::pem::Error) -> &'static str {
+    use rustls::pki_types::pem::Error as Pem;
+    match e {
+        Pem::MissingSectionEnd { .. } => "a section has no end marker",
+        Pem::IllegalSectionStart { .. } => "a section start marker is malformed",
+        Pem::Base64Decode(_) => "bad base64",
+        _ => "unreadable",
+    }
 }
 
 #[cfg(test)]
