@@ -1,0 +1,39 @@
+# wsgate: the two commands are `make run` (build everything, run the demo)
+# and `make test` (every test). Everything else is a step of those.
+
+CARGO       ?= cargo
+WASM_TARGET := wasm32-wasip2
+# Plugins build with their own profile (optimised, LTO, stripped): they are
+# shipped as .wasm files and compiled again by wasmtime on load.
+PLUGIN_DIR  := target/$(WASM_TARGET)/plugin
+PLUGINS     := echo-client
+
+export WSGATE_PLUGIN_DIR := $(CURDIR)/$(PLUGIN_DIR)
+
+.PHONY: run test plugins build wasm-target clean
+
+## run: build the host, the testbed and the plugins, and run the demo
+run: build plugins
+	@bash examples/demo.sh target/release $(PLUGIN_DIR)
+
+## test: unit tests (host, guest SDK, testbed) and end-to-end tests
+test: plugins
+	$(CARGO) test --workspace --exclude $(firstword $(PLUGINS)) $(addprefix --exclude ,$(wordlist 2,99,$(PLUGINS)))
+
+## plugins: the example plugins, as wasm32-wasip2 components
+plugins: wasm-target
+	$(CARGO) build --profile plugin --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
+
+## build: the wsgate binary and the testbed, optimised
+build:
+	$(CARGO) build --release -p wsgate-host -p wsgate-testbed
+
+## wasm-target: add the wasm32-wasip2 target with rustup when it is missing
+wasm-target:
+	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)'; then \
+		echo "adding the $(WASM_TARGET) target with rustup"; \
+		rustup target add $(WASM_TARGET); \
+	fi
+
+clean:
+	$(CARGO) clean
