@@ -338,8 +338,9 @@ fn parse_head(head: &[u8]) -> Result<Response, Error> {
 /// to [`WebSocket::from_upgraded`](crate::WebSocket::from_upgraded).
 ///
 /// An end of stream before the head is complete is an error of kind
-/// [`ConnectionClosed`](crate::ErrorKind::ConnectionClosed), which
-/// [`Error::is_path_failure`] counts as a failure of the path.
+/// [`ConnectionClosed`](crate::ErrorKind::ConnectionClosed).
+/// [`Error::is_path_failure`] counts it as a failure of the path only when
+/// no byte of the response had arrived.
 pub fn read_response<R: Read>(
     reader: &mut R,
     request: &Request,
@@ -351,12 +352,14 @@ pub fn read_response<R: Read>(
     // past `max_response_head` bytes, so the loop is bounded.
     loop {
         let n = match reader.read(&mut chunk) {
+            // Only a close before any byte of an answer is a failure of
+            // the path: once the server began to answer, it had the request,
+            // and trying another path would send the upgrade twice.
+            Ok(0) if parser.is_empty() => {
+                return Err(Error::closed_before_response("connection closed before any handshake response"));
+            }
             Ok(0) => {
-                return Err(Error::closed_before_response(if parser.is_empty() {
-                    "connection closed before any handshake response"
-                } else {
-                    "connection closed in the middle of the handshake response"
-                }));
+                return Err(Error::connection_closed("connection closed in the middle of the handshake response"));
             }
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -553,10 +556,14 @@ mod tests {
     fn eof_before_head() {
         let config = ClientConfig::default();
         let r = request(&config);
-        for input in [&b""[..], b"HTTP/1.1 101 Switching"] {
-            let e = read(&r, &config, input).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::ConnectionClosed);
-            assert!(e.is_path_failure());
-        }
+        // Nothing came back: the path failed, another may be tried.
+        let e = read(&r, &config, b"").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionClosed);
+        assert!(e.is_path_failure());
+        // The server began to answer, so it had the request: not a path
+        // failure, or the upgrade would be sent twice.
+        let e = read(&r, &config, b"HTTP/1.1 101 Switching").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionClosed);
+        assert!(!e.is_path_failure());
     }
 }

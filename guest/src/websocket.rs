@@ -67,9 +67,10 @@ impl Partial {
 /// handshake is done.
 ///
 /// It is blocking: [`recv`](WebSocket::recv) reads until a message is
-/// complete and [`send`](WebSocket::send) writes a whole frame. To bound the
-/// waiting, set timeouts on the stream; a read that fails (a timeout
-/// included) consumes no input, so `recv` can be called again after it.
+/// complete and [`send`](WebSocket::send) writes a whole frame. Over a
+/// native `TcpStream`, bound the waiting with the stream's read timeout; a
+/// read that fails (a timeout included) consumes no input, so `recv` can be
+/// called again after it. The host's streams have no read timeout.
 ///
 /// Received Pings are answered with a Pong at once and are also returned by
 /// `recv` (as tungstenite does), so that an application can see them;
