@@ -19,6 +19,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -229,6 +230,10 @@ pub fn order(resolved: &Resolved, port: u16) -> Vec<SocketAddr> {
     out
 }
 
+/// The shortest time an attempt is given before the next address is
+/// tried, however many addresses share the connect's time.
+pub const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(250);
+
 /// The state of one connect: the addresses not tried yet, the failures so
 /// far, and the log. It outlives the first commit, so that a plugin's
 /// fallback goes on where the connect stopped.
@@ -237,14 +242,23 @@ pub struct Race {
     target: Target,
     untried: VecDeque<SocketAddr>,
     failures: Vec<AttemptFailure>,
-    deadline: Instant,
     log: RaceLog,
 }
 
+/// How an attempt failed.
+enum AttemptError {
+    /// Before any byte of the plugin's went out: the next address may be
+    /// tried.
+    Retry(String),
+    /// While the first flight was being written: the server may have part
+    /// or all of it, so no other address may be sent it again.
+    Final(String),
+}
+
 impl Race {
-    /// A race over `addrs` (in the order to try), bounded by `deadline`.
-    pub fn new(target: Target, addrs: Vec<SocketAddr>, deadline: Instant, log: RaceLog) -> Self {
-        Race { target, untried: addrs.into(), failures: Vec::new(), deadline, log }
+    /// A race over `addrs`, in the order to try.
+    pub fn new(target: Target, addrs: Vec<SocketAddr>, log: RaceLog) -> Self {
+        Race { target, untried: addrs.into(), failures: Vec::new(), log }
     }
 
     /// The events of this connect so far.
@@ -252,33 +266,55 @@ impl Race {
         &self.log
     }
 
-    /// Mutable access to the log, to record events of the plugin's (fallback).
-    pub fn log_mut(&mut self) -> &mut RaceLog {
-        &mut self.log
-    }
-
     /// The target of this connect.
     pub fn target(&self) -> &Target {
         &self.target
     }
 
+    /// Records that the plugin gave up the connection to `peer` (its
+    /// fallback): it counts as a failed attempt, at the last stage the host
+    /// saw it reach.
+    pub fn abandon(&mut self, peer: SocketAddr) {
+        let stage = match (&self.target.first_flight, &self.target.tls) {
+            (Some(_), _) => AttemptStage::FirstFlight,
+            (None, Some(_)) => AttemptStage::Tls,
+            (None, None) => AttemptStage::Tcp,
+        };
+        self.log.push(EventKind::Fallback, Some(peer), None, None);
+        self.failures.push(AttemptFailure { addr: peer, stage, error: "given up by the plugin".into() });
+    }
+
     /// Tries the untried addresses until one commits and takes its first
-    /// flight.
-    pub async fn next(&mut self) -> Result<Committed, ConnectError> {
+    /// flight, all by `deadline`.
+    ///
+    /// Each attempt gets an equal share of the time left (at least
+    /// [`MIN_ATTEMPT_TIME`]), so that an address that stalls (a dropped
+    /// SYN, a TLS handshake that never ends) does not use up the time of
+    /// the addresses behind it. The connect times out when the deadline
+    /// passes with addresses left untried; when every address was tried,
+    /// the failures (timeouts included) are the answer.
+    pub async fn next(&mut self, deadline: Instant) -> Result<Committed, ConnectError> {
         while let Some(addr) = self.untried.pop_front() {
+            let now = Instant::now();
+            if now >= deadline {
+                self.untried.push_front(addr);
+                return Err(ConnectError::Timeout);
+            }
+            let share = (deadline - now) / (self.untried.len() as u32 + 1);
+            let attempt_deadline = deadline.min(now + share.max(MIN_ATTEMPT_TIME));
             self.log.push(EventKind::Attempt, Some(addr), None, None);
             let mut stage = AttemptStage::Started;
-            let result = tokio::time::timeout_at(self.deadline, self.attempt(addr, &mut stage)).await;
-            match result {
+            let result = tokio::time::timeout_at(attempt_deadline, self.attempt(addr, &mut stage)).await;
+            let (error, go_on) = match result {
                 Ok(Ok(committed)) => return Ok(committed),
-                Ok(Err(error)) => {
-                    self.log.push(EventKind::Failed, Some(addr), None, Some(error.clone()));
-                    self.failures.push(AttemptFailure { addr, stage, error });
-                }
-                Err(_elapsed) => {
-                    self.log.push(EventKind::Failed, Some(addr), None, Some("timed out".into()));
-                    return Err(ConnectError::Timeout);
-                }
+                Ok(Err(AttemptError::Retry(error))) => (error, true),
+                Ok(Err(AttemptError::Final(error))) => (error, false),
+                Err(_elapsed) => ("timed out".to_owned(), true),
+            };
+            self.log.push(EventKind::Failed, Some(addr), None, Some(error.clone()));
+            self.failures.push(AttemptFailure { addr, stage, error });
+            if !go_on {
+                return Err(ConnectError::AllAttemptsFailed(self.failures.clone()));
             }
         }
         Err(self.exhausted())
@@ -286,17 +322,18 @@ impl Race {
 
     /// One attempt, from TCP to the first flight. `stage` tracks how far it
     /// got, for the failure report.
-    async fn attempt(&mut self, addr: SocketAddr, stage: &mut AttemptStage) -> Result<Committed, String> {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    async fn attempt(&mut self, addr: SocketAddr, stage: &mut AttemptStage) -> Result<Committed, AttemptError> {
+        let retry = |e: io::Error| AttemptError::Retry(e.to_string());
+        let tcp = TcpStream::connect(addr).await.map_err(retry)?;
         // The WebSocket exchange is latency-bound: small frames must go
         // out at once.
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(retry)?;
         *stage = AttemptStage::Tcp;
         self.log.push(EventKind::Tcp, Some(addr), None, None);
         let mut transport = match &self.target.tls {
             None => Transport::Tcp(tcp),
             Some((connector, name)) => {
-                let tls = connector.connect(name.clone(), tcp).await.map_err(|e| tls_error(&e))?;
+                let tls = connector.connect(name.clone(), tcp).await.map_err(|e| AttemptError::Retry(tls_error(&e)))?;
                 *stage = AttemptStage::Tls;
                 self.log.push(EventKind::Tls, Some(addr), None, None);
                 Transport::Tls(Box::new(tls))
@@ -304,8 +341,11 @@ impl Race {
         };
         self.log.push(EventKind::Commit, Some(addr), Some(self.target.commit.as_str()), None);
         if let Some(flight) = &self.target.first_flight {
-            transport.write_all(flight).await.map_err(|e| e.to_string())?;
-            transport.flush().await.map_err(|e| e.to_string())?;
+            let sent = async {
+                transport.write_all(flight).await?;
+                transport.flush().await
+            };
+            sent.await.map_err(|e| AttemptError::Final(format!("writing the first flight: {e}")))?;
             *stage = AttemptStage::FirstFlight;
             self.log.push(EventKind::FirstFlight, Some(addr), None, Some(format!("{} bytes", flight.len())));
         }
@@ -377,9 +417,9 @@ mod tests {
             buf
         });
         let log = RaceLog::new(1, None);
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        let mut race = Race::new(plain_target(good.port(), b"hello"), vec![refused, good], deadline, log);
-        let committed = race.next().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut race = Race::new(plain_target(good.port(), b"hello"), vec![refused, good], log);
+        let committed = race.next(deadline).await.unwrap();
         assert_eq!(committed.peer, good);
         assert_eq!(server.await.unwrap(), b"hello");
         let events: Vec<_> = race.log().events().iter().map(|e| (e.event, e.addr)).collect();
@@ -394,13 +434,55 @@ mod tests {
                 (EventKind::FirstFlight, Some(good)),
             ]
         );
-        // Nothing left: a fallback now reports every failure.
-        match race.next().await.unwrap_err() {
+        // Nothing left: a fallback now reports every attempt, the one given
+        // up included.
+        race.abandon(good);
+        match race.next(deadline).await.unwrap_err() {
             ConnectError::AllAttemptsFailed(f) => {
-                assert_eq!(f.len(), 1);
+                assert_eq!(f.len(), 2);
                 assert_eq!((f[0].addr, f[0].stage), (refused, AttemptStage::Started));
+                assert_eq!((f[1].addr, f[1].stage), (good, AttemptStage::FirstFlight));
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    // Real sockets, so the real clock: only lower bounds on time are
+    // asserted, which a busy machine cannot break.
+    #[tokio::test]
+    async fn a_stalled_address_gets_its_share_of_the_time_and_the_next_is_tried() {
+        // A listener that never accepts, with a full queue, is a blackhole
+        // for TLS: TCP completes (the kernel accepts), TLS never answers.
+        let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stalled = stall.local_addr().unwrap();
+        let good_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = good_listener.local_addr().unwrap();
+        let roots = crate::tls::TrustRoots { system: false, ca_files: Vec::new() };
+        let connector = crate::tls::TlsClient::new(&roots).unwrap().connector(&[]);
+        let target = Target {
+            host: "wsgate.test".into(),
+            port: 0,
+            tls: Some((connector, crate::tls::TlsClient::server_name("wsgate.test").unwrap())),
+            first_flight: None,
+            commit: CommitStage::Tls,
+        };
+        let started = Instant::now();
+        let mut race = Race::new(target, vec![stalled, good], RaceLog::new(1, None));
+        // The second address's TLS stalls too (nobody answers it): both time
+        // out, each after its share of the second.
+        let err = race.next(started + Duration::from_secs(1)).await.unwrap_err();
+        match err {
+            ConnectError::AllAttemptsFailed(f) => {
+                assert_eq!(f.len(), 2);
+                assert_eq!(f[0].addr, stalled);
+                assert_eq!((f[0].stage, f[0].error.as_str()), (AttemptStage::Tcp, "timed out"));
+                assert_eq!(f[1].addr, good);
+            }
+            other => panic!("{other:?}"),
+        }
+        let attempts: Vec<f64> = race.log().events().iter().filter(|e| e.event == EventKind::Attempt).map(|e| e.t_ms).collect();
+        assert_eq!(attempts.len(), 2);
+        assert!(attempts[1] >= 500.0, "the first address gets half of the second: {attempts:?}");
+        drop((stall, good_listener));
     }
 }

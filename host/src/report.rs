@@ -21,8 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     /// The name resolved (or was an IP literal, or was overridden).
     Resolve,
@@ -61,6 +60,12 @@ impl EventKind {
             EventKind::Park => "park",
             EventKind::Fallback => "fallback",
         }
+    }
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

@@ -8,8 +8,8 @@
 //! 3. DNS, through hickory-resolver with the system's configuration
 //!    (`/etc/resolv.conf`, `/etc/hosts`).
 //!
-//! AAAA and A are asked separately and in parallel, AAAA first, so that
-//! the race can start on whichever family answers (RFC 8305 §3).
+//! AAAA and A are asked separately and in parallel, AAAA first; the lookup
+//! returns when both have answered or failed.
 
 use crate::error::Error;
 use hickory_resolver::TokioResolver;
@@ -118,9 +118,10 @@ impl std::str::FromStr for Override {
         if host.is_empty() {
             return Err(bad("empty host"));
         }
-        if host.parse::<IpAddr>().is_ok() || host.contains(['[', ']', '/', ' ']) {
+        if host.parse::<IpAddr>().is_ok() {
             return Err(bad("the host must be a name"));
         }
+        check_host(host).map_err(|why| bad(&why))?;
         let port: u16 = match port.parse() {
             Ok(p) if p != 0 => p,
             _ => return Err(bad(&format!("bad port `{port}`"))),
@@ -134,6 +135,29 @@ impl std::str::FromStr for Override {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Override { host: host.to_ascii_lowercase(), port, addrs })
     }
+}
+
+/// Checks that `host` is something a connect can use: an IP literal, or a
+/// name of ASCII letters, digits, `-`, `_` and dots, at most 253 bytes,
+/// without empty labels (a single trailing dot is allowed).
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    if host.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if host.len() > 253 {
+        return Err("host name longer than 253 bytes".into());
+    }
+    let labels = host.strip_suffix('.').unwrap_or(host);
+    let valid = labels.split('.').all(|label| {
+        !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if !valid {
+        return Err(format!("`{}` is not a host name or IP address", host.escape_debug()));
+    }
+    Ok(())
 }
 
 /// Why a name could not be resolved.
@@ -191,8 +215,6 @@ impl Resolver {
                     .map_err(|e| ResolveError(format!("cannot read the system's DNS configuration: {e}")))
             })
             .await?;
-        // A trailing dot makes the name absolute: no search-domain queries
-        // for names that are already fully qualified.
         let (v6, v4) = tokio::join!(dns.ipv6_lookup(name.as_str()), dns.ipv4_lookup(name.as_str()));
         let mut out = Resolved { source: Source::Dns, ..Resolved::default() };
         let mut errors = Vec::new();
@@ -244,9 +266,23 @@ mod tests {
             ("h:443:", "bad address ``"),
             ("h:443:127.0.0.1,nope", "bad address `nope`"),
             ("127.0.0.1:443:127.0.0.2", "the host must be a name"),
+            ("ex!ample:443:127.0.0.2", "not a host name"),
+            ("a..b:443:127.0.0.2", "not a host name"),
         ] {
             let err = spec.parse::<Override>().unwrap_err().to_string();
             assert!(err.contains(why), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn host_checks() {
+        for good in ["wsgate.test", "wsgate.test.", "a-b_c.d9", "::1", "127.0.0.1", "localhost"] {
+            assert_eq!(check_host(good), Ok(()), "{good}");
+        }
+        let long = format!("{}.test", "a".repeat(250));
+        let label = format!("{}.test", "a".repeat(64));
+        for bad in ["", "bad host", "a..b", ".a", "ö.test", "a/b", "[::1]", long.as_str(), label.as_str()] {
+            assert!(check_host(bad).is_err(), "{bad}");
         }
     }
 

@@ -75,9 +75,11 @@ impl types::HostConnection for ConnectCtxView<'_> {
         let Connection { peer, reader, writer, mut race } = self.table.delete(this)?;
         // Close the abandoned path before trying the next one.
         drop((reader, writer));
-        race.log_mut().push(EventKind::Fallback, Some(peer), None, None);
+        race.abandon(peer);
         let config = self.ctx.config.clone();
-        match commit(&config, race).await {
+        // A fallback is a new wait for the plugin: it gets the full time.
+        let deadline = Instant::now() + config.inner.connect_timeout;
+        match commit(&config, race, deadline).await {
             Ok(connection) => Ok(Ok(self.table.push(connection)?)),
             Err(e) => Ok(Err(e.into())),
         }
@@ -92,7 +94,7 @@ impl types::HostConnection for ConnectCtxView<'_> {
 /// A connect, from the plugin's request to a committed [`Connection`].
 async fn open(config: &ConnectConfig, host: String, port: u16, options: ConnectOptions) -> Result<Connection, ConnectError> {
     let started = Instant::now();
-    check_host(&host)?;
+    crate::resolve::check_host(&host).map_err(ConnectError::Invalid)?;
     if port == 0 {
         return Err(ConnectError::Invalid("port 0".into()));
     }
@@ -108,6 +110,7 @@ async fn open(config: &ConnectConfig, host: String, port: u16, options: ConnectO
     let tls = match &options.tls {
         None => None,
         Some(tls) => {
+            check_alpn(&tls.alpn)?;
             let name = TlsClient::server_name(&host).map_err(ConnectError::Invalid)?;
             Some((config.inner.tls.connector(&tls.alpn), name))
         }
@@ -132,12 +135,12 @@ async fn open(config: &ConnectConfig, host: String, port: u16, options: ConnectO
     let addrs = crate::race::order(&resolved, port);
     let listed: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
     log.push(EventKind::Resolve, None, None, Some(format!("{} ({}): {}", target.host, resolved.source, listed.join(", "))));
-    commit(config, Race::new(target, addrs, deadline, log)).await
+    commit(config, Race::new(target, addrs, log), deadline).await
 }
 
 /// Runs the race to its next commit and wraps the result for the plugin.
-async fn commit(config: &ConnectConfig, mut race: Race) -> Result<Connection, ConnectError> {
-    let committed = race.next().await?;
+async fn commit(config: &ConnectConfig, mut race: Race, deadline: Instant) -> Result<Connection, ConnectError> {
+    let committed = race.next(deadline).await?;
     if let Some(summary) = &config.inner.summary {
         let log = race.log();
         let attempts = log.events().iter().filter(|e| e.event == EventKind::Attempt).count();
@@ -157,16 +160,14 @@ async fn commit(config: &ConnectConfig, mut race: Race) -> Result<Connection, Co
     Ok(Connection { peer: committed.peer, reader: Some(reader), writer: Some(writer), race })
 }
 
-/// Rejects host strings that cannot name anything, before any I/O.
-fn check_host(host: &str) -> Result<(), ConnectError> {
-    if host.is_empty() {
-        return Err(ConnectError::Invalid("empty host".into()));
+/// ALPN protocol names as TLS carries them: each 1 to 255 bytes, the list
+/// at most 65535 bytes on the wire (RFC 7301 §3.1).
+fn check_alpn(alpn: &[String]) -> Result<(), ConnectError> {
+    if let Some(bad) = alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
+        return Err(ConnectError::Invalid(format!("ALPN protocol name of {} bytes (1 to 255 allowed)", bad.len())));
     }
-    if host.len() > 253 {
-        return Err(ConnectError::Invalid("host longer than 253 bytes".into()));
-    }
-    if host.parse::<std::net::IpAddr>().is_err() && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
-        return Err(ConnectError::Invalid(format!("`{}` is not a host name or IP address", host.escape_debug())));
+    if alpn.iter().map(|p| p.len() + 1).sum::<usize>() > 65535 {
+        return Err(ConnectError::Invalid("ALPN list longer than 65535 bytes".into()));
     }
     Ok(())
 }
