@@ -4,10 +4,8 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::Duration;
 
 fn run_plugin(plugin: &std::path::Path, extra: &[&str]) -> Run {
     let mut args = vec!["run".to_string(), plugin.display().to_string()];
@@ -159,47 +157,23 @@ fn nothing_listening_on_any_address() {
     assert!(line.contains(&format!("[::1]:{port}")) && line.contains(&format!("127.0.0.1:{port}")), "{line}");
 }
 
-/// A server that reads one request head and answers with `response`, then
-/// closes. Returns its port and a handle yielding the request it read.
-fn scripted_server(response: &'static str) -> (u16, std::thread::JoinHandle<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let handle = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
-            let n = stream.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        stream.write_all(response.as_bytes()).unwrap();
-        String::from_utf8_lossy(&head).into_owned()
-    });
-    (port, handle)
+/// echo-client against a plain testbed whose IPv4 side answers the upgrade
+/// with `behaviour`: one line on stderr containing `needle`, one upgrade.
+fn upgrade_refused(behaviour: Behaviour, needle: &str) -> String {
+    let tb = testbed(Behaviour::Refused, behaviour, false);
+    let url = format!("ws://127.0.0.1:{}/", tb.port());
+    let line = run_plugin(&plugin("echo-client"), &["--", &url, "hi"]).assert_one_line_failure(needle);
+    assert_eq!(tb.upgrades().v4, 1, "exactly one upgrade request");
+    line
 }
 
 #[test]
 fn server_answering_200_instead_of_101() {
-    let (port, server) = scripted_server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-    let url = format!("ws://127.0.0.1:{port}/");
-    let line = run_plugin(&plugin("echo-client"), &["--", &url, "hi"]).assert_one_line_failure("200");
+    let line = upgrade_refused(Behaviour::Upgrade200, "200");
     assert!(line.contains("101"), "{line}");
-    let request = server.join().unwrap();
-    assert!(request.starts_with("GET / HTTP/1.1\r\n"), "{request}");
-    assert_eq!(request.matches("\r\n\r\n").count(), 1, "one request: {request}");
 }
 
 #[test]
 fn server_with_a_wrong_accept_key() {
-    let (port, server) = scripted_server(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
-    );
-    let url = format!("ws://127.0.0.1:{port}/");
-    run_plugin(&plugin("echo-client"), &["--", &url, "hi"]).assert_one_line_failure("Sec-WebSocket-Accept");
-    server.join().unwrap();
+    upgrade_refused(Behaviour::BadAccept, "Sec-WebSocket-Accept");
 }

@@ -124,3 +124,33 @@ fn untrusted_certificate_fails_with_one_tls_line() {
     run.assert_one_line_failure("TLS failed");
     assert_eq!(tb.upgrades().v4, 0, "no upgrade may go out before TLS is verified");
 }
+
+#[test]
+fn upgrade_503_on_ipv6_falls_back_to_ipv4_with_one_upgrade_per_path() {
+    let tb = testbed(Behaviour::Upgrade503, Behaviour::Ok, true);
+    let log = tempdir("log").join("race.jsonl");
+    let mut extra = both_families("wsgate.test", tb.port());
+    extra.extend(["--race-log".into(), log.display().to_string()]);
+    let run = echo(&tb, &extra, &format!("wss://wsgate.test:{}/", tb.port()), &["after fallback"]);
+    assert_echoed(&run, &["after fallback"]);
+    // The SDK saw 503 on IPv6, gave that connection up, and the host went
+    // on to IPv4: one upgrade on each path, never two at once.
+    assert_eq!((tb.upgrades().v6, tb.upgrades().v4), (1, 1));
+    let events = race_log(&log);
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["resolve", "attempt", "tcp", "tls", "commit", "first-flight", "fallback", "attempt", "tcp", "tls", "commit", "first-flight"]
+    );
+    assert_eq!(events[6]["addr"], format!("[::1]:{}", tb.port()));
+    assert_eq!(events[11]["addr"], format!("127.0.0.1:{}", tb.port()));
+}
+
+#[test]
+fn a_definitive_refusal_is_not_retried_on_the_other_path() {
+    let tb = testbed(Behaviour::Upgrade200, Behaviour::Ok, true);
+    let extra = both_families("wsgate.test", tb.port());
+    let run = echo(&tb, &extra, &format!("wss://wsgate.test:{}/", tb.port()), &["hi"]);
+    run.assert_one_line_failure("200");
+    assert_eq!((tb.upgrades().v6, tb.upgrades().v4), (1, 0));
+}

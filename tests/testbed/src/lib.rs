@@ -65,17 +65,25 @@ pub enum Behaviour {
     /// As [`Behaviour::Ok`], but the `101` answer is delayed by
     /// [`Config::slow_upgrade`] after the upgrade request is received.
     SlowUpgrade,
+    /// The upgrade request is answered `200 OK` (not an upgrade) and the
+    /// connection closed.
+    Upgrade200,
+    /// The upgrade request is answered `101` with a `Sec-WebSocket-Accept`
+    /// that does not match the request's key.
+    BadAccept,
 }
 
 impl Behaviour {
     /// Every behaviour, in the order they are documented.
-    pub const ALL: [Behaviour; 6] = [
+    pub const ALL: [Behaviour; 8] = [
         Behaviour::Ok,
         Behaviour::Blackhole,
         Behaviour::Refused,
         Behaviour::TlsStall,
         Behaviour::Upgrade503,
         Behaviour::SlowUpgrade,
+        Behaviour::Upgrade200,
+        Behaviour::BadAccept,
     ];
 
     /// The name used on the command line and in the JSON output.
@@ -87,6 +95,8 @@ impl Behaviour {
             Behaviour::TlsStall => "tls-stall",
             Behaviour::Upgrade503 => "upgrade-503",
             Behaviour::SlowUpgrade => "slow-upgrade",
+            Behaviour::Upgrade200 => "upgrade-200",
+            Behaviour::BadAccept => "bad-accept",
         }
     }
 }

@@ -39,6 +39,11 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 const RESPONSE_503: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const RESPONSE_200: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// A `101` whose accept key belongs to RFC 6455's sample key, not to any
+/// key a client sends.
+const RESPONSE_BAD_ACCEPT: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 
 /// What every connection of one family needs.
 pub(crate) struct Family {
@@ -148,27 +153,26 @@ where
         Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return,
     }
 
-    match family.behaviour {
-        Behaviour::Upgrade503 => {
-            if stream.write_all(RESPONSE_503).await.is_err() || stream.shutdown().await.is_err() {
-                return;
-            }
-            let mut rest = (&mut stream).take(LINGER_MAX);
-            let _ = tokio::time::timeout(
-                LINGER_TIMEOUT,
-                tokio::io::copy(&mut rest, &mut tokio::io::sink()),
-            )
-            .await;
-        }
+    let canned = match family.behaviour {
+        Behaviour::Upgrade503 => RESPONSE_503,
+        Behaviour::Upgrade200 => RESPONSE_200,
+        Behaviour::BadAccept => RESPONSE_BAD_ACCEPT,
         Behaviour::SlowUpgrade => {
             // The request has been received and counted; the 101 waits.
             tokio::time::sleep(family.slow_upgrade).await;
-            echo(Prefixed::new(buf, stream)).await;
+            return echo(Prefixed::new(buf, stream)).await;
         }
-        Behaviour::Ok => echo(Prefixed::new(buf, stream)).await,
+        Behaviour::Ok => return echo(Prefixed::new(buf, stream)).await,
         // Handled before TLS, or never accepted at all.
-        Behaviour::TlsStall | Behaviour::Blackhole | Behaviour::Refused => {}
+        Behaviour::TlsStall | Behaviour::Blackhole | Behaviour::Refused => return,
+    };
+    if stream.write_all(canned).await.is_err() || stream.shutdown().await.is_err() {
+        return;
     }
+    // Read what the client still sends, bounded, so that closing does not
+    // reset the connection under the answer.
+    let mut rest = (&mut stream).take(LINGER_MAX);
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, tokio::io::copy(&mut rest, &mut tokio::io::sink())).await;
 }
 
 /// Completes the WebSocket handshake on a stream whose request head is
