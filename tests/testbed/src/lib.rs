@@ -12,6 +12,10 @@
 //! upgrade requests it received, so tests can check that a client sent
 //! exactly one upgrade per connection it kept.
 //!
+//! It also has a small DNS server ([`DnsServer`]) whose AAAA and A answers
+//! can each be delayed, for testing a client's name resolution against real
+//! DNS on loopback.
+//!
 //! This crate is deliberately independent of wsgate: it shares no code with
 //! the thing it tests.
 //!
@@ -40,9 +44,11 @@ use tokio::task::JoinHandle;
 
 mod bind;
 mod certs;
+mod dns;
 mod serve;
 
 use bind::Bound;
+pub use dns::{DnsHandle, DnsRecord, DnsServer, spawn_dns_in_thread};
 
 /// What one address family of the testbed does with connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
