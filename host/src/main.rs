@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use wsgate_host::race::{CommitStage, RaceConfig};
 use wsgate_host::report::LogSink;
 use wsgate_host::resolve::Override;
 use wsgate_host::runtime::{RunOptions, Runtime};
@@ -46,6 +47,44 @@ struct RunArgs {
     /// Write every connect event as a JSON line to FILE (`-`: standard error).
     #[arg(long, value_name = "FILE|-")]
     race_log: Option<PathBuf>,
+
+    /// When a race commits to an address: after `tcp`, after `tls` (the
+    /// default for TLS targets), or after the first `response` (sends the
+    /// first flight on every ready attempt). Plugins may ask for earlier.
+    #[arg(long, value_name = "STAGE")]
+    cancel_after: Option<CommitStage>,
+
+    /// Connection Attempt Delay: milliseconds between attempt starts
+    /// (10 to 2000).
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    attempt_delay: u64,
+
+    /// Resolution Delay: how long to wait for AAAA once A answered, in
+    /// milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    resolution_delay: u64,
+
+    /// At most this many attempts in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    max_in_flight: usize,
+
+    /// How long attempts that reached the commit stage after the winner
+    /// stay open for a fallback, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    park_grace: u64,
+
+    /// Bound on a TLS handshake done after a `tcp` commit, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    tls_timeout: u64,
+
+    /// How long the address that won for a host and port is tried first,
+    /// in seconds (0: never).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    memory_ttl: u64,
+
+    /// Ask this DNS server (ADDR:PORT) instead of the system's.
+    #[arg(long, value_name = "ADDR:PORT")]
+    dns_server: Option<std::net::SocketAddr>,
 
     /// Bound on each connect, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
@@ -105,9 +144,25 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         .build()
         .map_err(|e| Error::new(wsgate_host::ErrorKind::Io, "cannot start the async runtime").with_source(e))?;
     runtime.block_on(async move {
+        let race = RaceConfig {
+            attempt_delay: Duration::from_millis(args.attempt_delay),
+            resolution_delay: Duration::from_millis(args.resolution_delay),
+            max_in_flight: args.max_in_flight,
+            park_grace: Duration::from_millis(args.park_grace),
+            tls_timeout: Duration::from_millis(args.tls_timeout),
+            ..RaceConfig::default()
+        };
         let mut config = ConnectConfig::builder()
             .system_roots(!args.no_system_roots)
-            .connect_timeout(Duration::from_millis(args.connect_timeout));
+            .connect_timeout(Duration::from_millis(args.connect_timeout))
+            .race(race)
+            .memory_ttl(Duration::from_secs(args.memory_ttl));
+        if let Some(stage) = args.cancel_after {
+            config = config.cancel_after(stage);
+        }
+        if let Some(server) = args.dns_server {
+            config = config.dns_server(server);
+        }
         for entry in &args.resolve {
             config = config.resolve(entry.clone());
         }

@@ -39,6 +39,9 @@ pub enum EventKind {
     Commit,
     /// The plugin's first flight was written on an attempt.
     FirstFlight,
+    /// A complete response head arrived on an attempt (`response` stage);
+    /// `detail` holds its status line.
+    Response,
     /// An attempt that reached the commit stage late was kept for fallback.
     Park,
     /// The plugin gave up a connection and asked for the next candidate.
@@ -57,6 +60,7 @@ impl EventKind {
             EventKind::Cancel => "cancel",
             EventKind::Commit => "commit",
             EventKind::FirstFlight => "first-flight",
+            EventKind::Response => "response",
             EventKind::Park => "park",
             EventKind::Fallback => "fallback",
         }
@@ -161,12 +165,26 @@ impl RaceLog {
         self.start.elapsed()
     }
 
-    /// Records an event and writes it to the sink, if any.
+    /// Records an event that happens now and writes it to the sink, if any.
     pub fn push(&mut self, event: EventKind, addr: Option<SocketAddr>, stage: Option<&'static str>, detail: Option<String>) {
+        self.push_at(Instant::now(), event, addr, stage, detail);
+    }
+
+    /// Records an event that happened at `at` (an attempt's progress is
+    /// stamped where it happened, not where the race got to it).
+    pub fn push_at(
+        &mut self,
+        at: Instant,
+        event: EventKind,
+        addr: Option<SocketAddr>,
+        stage: Option<&'static str>,
+        detail: Option<String>,
+    ) {
+        let since = at.saturating_duration_since(self.start);
         let event = Event {
             connect: self.connect,
             event,
-            t_ms: (self.elapsed().as_micros() as f64) / 1000.0,
+            t_ms: (since.as_micros() as f64) / 1000.0,
             addr,
             stage,
             detail,

@@ -8,52 +8,21 @@
 //! 3. DNS, through hickory-resolver with the system's configuration
 //!    (`/etc/resolv.conf`, `/etc/hosts`).
 //!
-//! AAAA and A are asked separately and in parallel, AAAA first; the lookup
-//! returns when both have answered or failed.
+//! AAAA and A are asked separately and in parallel, AAAA first, and each
+//! answer is awaited on its own, so that the race can start on AAAA, or on
+//! A after the Resolution Delay (RFC 8305 §3).
 
 use crate::error::Error;
+use crate::race::Lookups;
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, SocketAddr};
 use tokio::sync::OnceCell;
 
-/// The addresses a name resolved to, kept per family in the order the
-/// source gave them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resolved {
-    /// IPv6 addresses (AAAA records).
-    pub v6: Vec<Ipv6Addr>,
-    /// IPv4 addresses (A records).
-    pub v4: Vec<Ipv4Addr>,
-    /// Where the answer came from.
-    pub source: Source,
-}
-
-impl Resolved {
-    fn from_ips(ips: &[IpAddr], source: Source) -> Self {
-        let mut out = Resolved { source, ..Resolved::default() };
-        for ip in ips {
-            match ip {
-                IpAddr::V6(a) => out.v6.push(*a),
-                IpAddr::V4(a) => out.v4.push(*a),
-            }
-        }
-        out
-    }
-
-    /// The total number of addresses.
-    pub fn len(&self) -> usize {
-        self.v6.len() + self.v4.len()
-    }
-
-    /// Whether no address was found.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Where a [`Resolved`] answer came from.
+/// Where the addresses of a connect came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Source {
     /// The host was an IP literal.
@@ -175,6 +144,7 @@ impl std::error::Error for ResolveError {}
 /// Resolves host names for connects. Cheap to share behind an `Arc`.
 pub struct Resolver {
     overrides: HashMap<(String, u16), Vec<IpAddr>>,
+    dns_server: Option<SocketAddr>,
     // Built on first use: runs that only use literals or overrides never
     // read the system's DNS configuration.
     dns: OnceCell<TokioResolver>,
@@ -182,62 +152,82 @@ pub struct Resolver {
 
 impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Resolver").field("overrides", &self.overrides).finish_non_exhaustive()
+        f.debug_struct("Resolver")
+            .field("overrides", &self.overrides)
+            .field("dns_server", &self.dns_server)
+            .finish_non_exhaustive()
     }
 }
 
 impl Resolver {
-    /// A resolver using the system's DNS configuration, with `overrides`
-    /// taking precedence. A later override for the same host and port
-    /// replaces an earlier one, as in curl.
-    pub fn new(overrides: impl IntoIterator<Item = Override>) -> Self {
+    /// A resolver using the system's DNS configuration (or only
+    /// `dns_server`, when given), with `overrides` taking precedence. A
+    /// later override for the same host and port replaces an earlier one,
+    /// as in curl.
+    pub fn new(overrides: impl IntoIterator<Item = Override>, dns_server: Option<SocketAddr>) -> Self {
         let overrides = overrides.into_iter().map(|o| ((o.host, o.port), o.addrs)).collect();
-        Resolver { overrides, dns: OnceCell::new() }
+        Resolver { overrides, dns_server, dns: OnceCell::new() }
     }
 
-    /// Resolves `host` for a connect to `port`.
+    /// The two lookups (AAAA and A) for `host` on `port`, to be awaited
+    /// each on its own, and where the answer comes from.
     ///
-    /// One family failing to resolve does not fail the lookup; both
-    /// failing, or both answering with no address, does.
-    pub async fn lookup(&self, host: &str, port: u16) -> Result<Resolved, ResolveError> {
+    /// IP literals and overrides answer at once; DNS names are asked of
+    /// hickory-resolver, both families in parallel.
+    pub async fn lookups(&self, host: &str, port: u16) -> Result<(Lookups, Source), ResolveError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(Resolved::from_ips(&[ip], Source::Literal));
+            return Ok((Lookups::ready(&[ip]), Source::Literal));
         }
         let name = host.to_ascii_lowercase();
         if let Some(addrs) = self.overrides.get(&(name.clone(), port)) {
-            return Ok(Resolved::from_ips(addrs, Source::Override));
+            return Ok((Lookups::ready(addrs), Source::Override));
         }
-        let dns = self
-            .dns
-            .get_or_try_init(|| async {
-                TokioResolver::builder_tokio()
-                    .and_then(|b| b.build())
-                    .map_err(|e| ResolveError(format!("cannot read the system's DNS configuration: {e}")))
+        let dns = self.dns.get_or_try_init(|| async { self.build_dns() }).await?.clone();
+        let v6 = {
+            let (dns, name) = (dns.clone(), name.clone());
+            Box::pin(async move {
+                let lookup = dns.ipv6_lookup(name.as_str()).await.map_err(|e| no_records(&e))?;
+                Ok(lookup.answers().iter().filter_map(|r| match r.data.ip_addr() {
+                    Some(IpAddr::V6(a)) => Some(a),
+                    _ => None,
+                }).collect())
             })
-            .await?;
-        let (v6, v4) = tokio::join!(dns.ipv6_lookup(name.as_str()), dns.ipv4_lookup(name.as_str()));
-        let mut out = Resolved { source: Source::Dns, ..Resolved::default() };
-        let mut errors = Vec::new();
-        match v6 {
-            Ok(lookup) => out.v6.extend(lookup.answers().iter().filter_map(|r| match r.data.ip_addr() {
-                Some(IpAddr::V6(a)) => Some(a),
-                _ => None,
-            })),
-            Err(e) => errors.push(format!("AAAA: {e}")),
-        }
-        match v4 {
-            Ok(lookup) => out.v4.extend(lookup.answers().iter().filter_map(|r| match r.data.ip_addr() {
+        };
+        let v4 = Box::pin(async move {
+            let lookup = dns.ipv4_lookup(name.as_str()).await.map_err(|e| no_records(&e))?;
+            Ok(lookup.answers().iter().filter_map(|r| match r.data.ip_addr() {
                 Some(IpAddr::V4(a)) => Some(a),
                 _ => None,
-            })),
-            Err(e) => errors.push(format!("A: {e}")),
-        }
-        if out.is_empty() {
-            let why = if errors.is_empty() { "no address".to_owned() } else { errors.join("; ") };
-            return Err(ResolveError(format!("cannot resolve `{host}`: {why}")));
-        }
-        Ok(out)
+            }).collect())
+        });
+        Ok((Lookups { v6, v4 }, Source::Dns))
     }
+
+    fn build_dns(&self) -> Result<TokioResolver, ResolveError> {
+        let built = match self.dns_server {
+            None => TokioResolver::builder_tokio().and_then(|b| b.build()),
+            Some(server) => {
+                let mut ns = NameServerConfig::udp_and_tcp(server.ip());
+                for connection in &mut ns.connections {
+                    connection.port = server.port();
+                }
+                let mut builder = TokioResolver::builder_with_config(
+                    ResolverConfig::from_name_servers(vec![ns]),
+                    TokioRuntimeProvider::default(),
+                );
+                // The operator named the server: it alone answers.
+                builder.options_mut().use_hosts_file = ResolveHosts::Never;
+                builder.build()
+            }
+        };
+        built.map_err(|e| ResolveError(format!("cannot set up DNS resolution: {e}")))
+    }
+}
+
+/// A lookup error in words: "no records" is the common case and needs no
+/// resolver jargon.
+fn no_records(e: &hickory_resolver::net::NetError) -> String {
+    if e.is_no_records_found() { "no records".to_owned() } else { e.to_string() }
 }
 
 #[cfg(test)]
@@ -288,10 +278,12 @@ mod tests {
 
     #[tokio::test]
     async fn literals_and_overrides_skip_dns() {
-        let r = Resolver::new(["a.test:443:[::1],127.0.0.1".parse().unwrap()]);
-        let got = r.lookup("::1", 1).await.unwrap();
-        assert_eq!((got.v6.len(), got.v4.len(), got.source), (1, 0, Source::Literal));
-        let got = r.lookup("A.TEST", 443).await.unwrap();
-        assert_eq!((got.v6.len(), got.v4.len(), got.source), (1, 1, Source::Override));
+        let r = Resolver::new(["a.test:443:[::1],127.0.0.1".parse().unwrap()], None);
+        let (lookups, source) = r.lookups("::1", 1).await.unwrap();
+        assert_eq!(source, Source::Literal);
+        assert_eq!((lookups.v6.await.unwrap().len(), lookups.v4.await.unwrap().len()), (1, 0));
+        let (lookups, source) = r.lookups("A.TEST", 443).await.unwrap();
+        assert_eq!(source, Source::Override);
+        assert_eq!((lookups.v6.await.unwrap().len(), lookups.v4.await.unwrap().len()), (1, 1));
     }
 }

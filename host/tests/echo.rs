@@ -49,12 +49,12 @@ fn wss_by_name_with_both_families_commits_to_ipv6_after_tls() {
 
     let events = race_log(&log);
     let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(names, ["resolve", "attempt", "tcp", "tls", "commit", "first-flight"]);
+    assert_eq!(names, ["resolve", "resolve", "attempt", "tcp", "tls", "commit", "first-flight"]);
     let v6 = format!("[::1]:{}", tb.port());
-    for e in &events[1..] {
+    for e in &events[2..] {
         assert_eq!(e["addr"], v6.as_str(), "{e}");
     }
-    assert_eq!(events[4]["stage"], "tls");
+    assert_eq!(events[5]["stage"], "tls");
     let times: Vec<f64> = events.iter().map(|e| e["t_ms"].as_f64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
 }
@@ -140,10 +140,10 @@ fn upgrade_503_on_ipv6_falls_back_to_ipv4_with_one_upgrade_per_path() {
     let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["resolve", "attempt", "tcp", "tls", "commit", "first-flight", "fallback", "attempt", "tcp", "tls", "commit", "first-flight"]
+        ["resolve", "resolve", "attempt", "tcp", "tls", "commit", "first-flight", "fallback", "attempt", "tcp", "tls", "commit", "first-flight"]
     );
-    assert_eq!(events[6]["addr"], format!("[::1]:{}", tb.port()));
-    assert_eq!(events[11]["addr"], format!("127.0.0.1:{}", tb.port()));
+    assert_eq!(events[7]["addr"], format!("[::1]:{}", tb.port()));
+    assert_eq!(events[12]["addr"], format!("127.0.0.1:{}", tb.port()));
 }
 
 #[test]

@@ -3,7 +3,8 @@
 
 use super::bindings::types::{self, AttemptStage as WitStage, ConnectError as WitError, ConnectOptions};
 use super::{ConnectConfig, ConnectCtxView, Connection};
-use crate::race::{AttemptStage, CommitStage, ConnectError, Race, Target};
+use crate::race::{AttemptStage, CommitStage, Committed, ConnectError, NetDialer, Race, Target, Transport};
+use crate::race::Replay;
 use crate::report::{EventKind, RaceLog};
 use crate::tls::TlsClient;
 use std::time::Duration;
@@ -75,12 +76,11 @@ impl types::HostConnection for ConnectCtxView<'_> {
         let Connection { peer, reader, writer, mut race } = self.table.delete(this)?;
         // Close the abandoned path before trying the next one.
         drop((reader, writer));
-        race.abandon(peer);
         let config = self.ctx.config.clone();
         // A fallback is a new wait for the plugin: it gets the full time.
         let deadline = Instant::now() + config.inner.connect_timeout;
-        match commit(&config, race, deadline).await {
-            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
+        match race.fallback(peer, deadline).await {
+            Ok(committed) => Ok(Ok(self.table.push(connection(&config, race, committed))?)),
             Err(e) => Ok(Err(e.into())),
         }
     }
@@ -115,32 +115,33 @@ async fn open(config: &ConnectConfig, host: String, port: u16, options: ConnectO
             Some((config.inner.tls.connector(&tls.alpn), name))
         }
     };
-    // The latest stage this host commits at: after TLS for TLS targets (a
-    // path whose TLS stalls must not win), after TCP otherwise. A plugin may
-    // ask for an earlier one.
+    // The operator's stage, by default after TLS for TLS targets (a path
+    // whose TLS stalls must not win) and after TCP otherwise. A plugin may
+    // ask for an earlier one, never a later one.
     let default = if tls.is_some() { CommitStage::Tls } else { CommitStage::Tcp };
+    let allowed = config.inner.cancel_after.unwrap_or(default);
     let requested = options.cancel_after.map(|s| match s {
         types::CommitStage::Tcp => CommitStage::Tcp,
         types::CommitStage::Tls => CommitStage::Tls,
         types::CommitStage::Response => CommitStage::Response,
     });
-    let commit_at = requested.map_or(default, |r| r.min(default));
-    let target = Target { host, port, tls, first_flight: options.first_flight, commit: commit_at };
+    let commit_at = requested.map_or(allowed, |r| r.min(allowed));
+    let target = Target { host, port, tls: tls.is_some(), first_flight: options.first_flight, commit: commit_at };
 
-    let mut log = RaceLog::new(config.next_connect_id(), config.inner.race_log.clone());
-    let resolved = tokio::time::timeout_at(deadline, config.inner.resolver.lookup(&target.host, port))
+    let log = RaceLog::new(config.next_connect_id(), config.inner.race_log.clone());
+    let (lookups, _source) = tokio::time::timeout_at(deadline, config.inner.resolver.lookups(&target.host, port))
         .await
         .map_err(|_| ConnectError::Timeout)?
         .map_err(|e| ConnectError::Dns(e.to_string()))?;
-    let addrs = crate::race::order(&resolved, port);
-    let listed: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-    log.push(EventKind::Resolve, None, None, Some(format!("{} ({}): {}", target.host, resolved.source, listed.join(", "))));
-    commit(config, Race::new(target, addrs, log), deadline).await
+    let memory = config.inner.memory.clone();
+    let mut race = Race::new(config.inner.race, target, NetDialer::new(tls), lookups, memory, log);
+    let committed = race.next(deadline).await?;
+    Ok(connection(config, race, committed))
 }
 
-/// Runs the race to its next commit and wraps the result for the plugin.
-async fn commit(config: &ConnectConfig, mut race: Race, deadline: Instant) -> Result<Connection, ConnectError> {
-    let committed = race.next(deadline).await?;
+/// Wraps a committed stream for the plugin, keeping the race for
+/// `report()` and `fallback()`.
+fn connection(config: &ConnectConfig, race: Race, committed: Committed<Transport>) -> Connection {
     if let Some(summary) = &config.inner.summary {
         let log = race.log();
         let attempts = log.events().iter().filter(|e| e.event == EventKind::Attempt).count();
@@ -156,8 +157,8 @@ async fn commit(config: &ConnectConfig, mut race: Race, deadline: Instant) -> Re
             if attempts == 1 { "" } else { "s" },
         ));
     }
-    let (reader, writer) = tokio::io::split(committed.transport);
-    Ok(Connection { peer: committed.peer, reader: Some(reader), writer: Some(writer), race })
+    let (reader, writer) = tokio::io::split(committed.stream);
+    Connection { peer: committed.peer, reader: Some(Replay::new(committed.prefix, reader)), writer: Some(writer), race }
 }
 
 /// ALPN protocol names as TLS carries them: each 1 to 255 bytes, the list

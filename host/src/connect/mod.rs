@@ -13,7 +13,7 @@ pub mod bindings;
 mod host;
 
 use crate::error::Error;
-use crate::race::Race;
+use crate::race::{CommitStage, FamilyMemory, Race, RaceConfig, Replay, Transport};
 use crate::report::LogSink;
 use crate::resolve::{Override, Resolver};
 use crate::tls::{TlsClient, TrustRoots};
@@ -27,6 +27,9 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 
 /// The default bound on a whole connect.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the address that won for a host and port is tried first.
+pub const DEFAULT_MEMORY_TTL: Duration = Duration::from_secs(600);
 
 /// The operator's connection settings, shared by every plugin of a host.
 ///
@@ -43,6 +46,9 @@ struct ConfigInner {
     race_log: Option<LogSink>,
     summary: Option<LogSink>,
     connect_timeout: Duration,
+    race: RaceConfig,
+    cancel_after: Option<CommitStage>,
+    memory: Arc<FamilyMemory>,
     next_connect: AtomicU64,
 }
 
@@ -66,6 +72,10 @@ pub struct ConnectConfigBuilder {
     race_log: Option<LogSink>,
     summary: Option<LogSink>,
     connect_timeout: Option<Duration>,
+    race: RaceConfig,
+    cancel_after: Option<CommitStage>,
+    memory_ttl: Option<Duration>,
+    dns_server: Option<SocketAddr>,
 }
 
 impl ConnectConfigBuilder {
@@ -108,19 +118,54 @@ impl ConnectConfigBuilder {
         self
     }
 
-    /// Builds the configuration: loads the trust roots.
+    /// The race's timing rules (attempt delay, resolution delay, attempts
+    /// in flight, park grace, TLS timeout). Checked by [`build`](Self::build).
+    pub fn race(mut self, race: RaceConfig) -> Self {
+        self.race = race;
+        self
+    }
+
+    /// The stage at which races commit (`--cancel-after`): by default `tls`
+    /// for TLS targets and `tcp` otherwise. A plugin may ask for an earlier
+    /// stage, never a later one; `response` is only ever used when set
+    /// here.
+    pub fn cancel_after(mut self, stage: CommitStage) -> Self {
+        self.cancel_after = Some(stage);
+        self
+    }
+
+    /// How long the winner for a host and port is remembered and tried
+    /// first (default 10 minutes; zero: never).
+    pub fn memory_ttl(mut self, ttl: Duration) -> Self {
+        self.memory_ttl = Some(ttl);
+        self
+    }
+
+    /// Asks this DNS server only, instead of the system's configuration
+    /// (`--dns-server`).
+    pub fn dns_server(mut self, server: SocketAddr) -> Self {
+        self.dns_server = Some(server);
+        self
+    }
+
+    /// Builds the configuration: checks the values and loads the trust
+    /// roots.
     pub fn build(self) -> Result<ConnectConfig, Error> {
         let connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         if connect_timeout.is_zero() {
             return Err(Error::config("the connect timeout must be above zero"));
         }
+        self.race.validate().map_err(Error::config)?;
         Ok(ConnectConfig {
             inner: Arc::new(ConfigInner {
-                resolver: Resolver::new(self.overrides),
+                resolver: Resolver::new(self.overrides, self.dns_server),
                 tls: TlsClient::new(&self.roots)?,
                 race_log: self.race_log,
                 summary: self.summary,
                 connect_timeout,
+                race: self.race,
+                cancel_after: self.cancel_after,
+                memory: Arc::new(FamilyMemory::new(self.memory_ttl.unwrap_or(DEFAULT_MEMORY_TTL))),
                 next_connect: AtomicU64::new(0),
             }),
         })
@@ -173,8 +218,8 @@ pub fn add_to_linker<T: ConnectView + 'static>(linker: &mut Linker<T>) -> wasmti
 /// stays with it so that `report()` and `fallback()` can use it.
 pub struct Connection {
     peer: SocketAddr,
-    reader: Option<ReadHalf<crate::race::Transport>>,
-    writer: Option<WriteHalf<crate::race::Transport>>,
+    reader: Option<Replay<ReadHalf<Transport>>>,
+    writer: Option<WriteHalf<Transport>>,
     race: Race,
 }
 
