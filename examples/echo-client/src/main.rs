@@ -2,31 +2,44 @@
 //! and prints each echo on its own line.
 //!
 //! ```text
-//! wsgate run echo-client.wasm -- wss://echo.example/ hello world
+//! wsgate run echo-client.wasm -- [--connects N] wss://echo.example/ hello world
 //! ```
 //!
-//! It closes with 1000 and exits 0 when every echo came back; on any
-//! failure it prints one line on standard error and exits 1.
+//! With `--connects N` it does the whole exchange N times, one connection
+//! after another. It closes each connection with 1000 and exits 0 when
+//! every echo came back; on any failure it prints one line on standard
+//! error and exits 1.
 
 use std::process::ExitCode;
 use wsgate_guest::{Error, Message};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut connects = 1;
+    if args.first().map(String::as_str) == Some("--connects") {
+        match args.get(1).and_then(|n| n.parse::<u32>().ok()).filter(|n| *n > 0) {
+            Some(n) => connects = n,
+            None => {
+                eprintln!("echo-client: --connects needs a positive number");
+                return ExitCode::from(2);
+            }
+        }
+        args.drain(..2);
+    }
     let Some((url, messages)) = args.split_first() else {
-        eprintln!("usage: echo-client URL [MESSAGE...]");
+        eprintln!("usage: echo-client [--connects N] URL [MESSAGE...]");
         return ExitCode::from(2);
     };
-    match run(url, messages) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    for _ in 0..connects {
+        if let Err(e) = echo(url, messages) {
             eprintln!("echo-client: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
     }
+    ExitCode::SUCCESS
 }
 
-fn run(url: &str, messages: &[String]) -> Result<(), Error> {
+fn echo(url: &str, messages: &[String]) -> Result<(), Error> {
     let mut ws = wsgate_guest::connect(url)?;
     for message in messages {
         ws.send(Message::Text(message.clone()))?;

@@ -1,0 +1,71 @@
+//! No descriptor is left behind: after 1000 connects in which the losing
+//! attempt is cancelled mid-TLS, the process has the descriptors it had
+//! before.
+
+mod common;
+
+use common::*;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use wsgate_host::race::{CommitStage, FamilyMemory, Lookups, NetDialer, Race, RaceConfig, Target};
+use wsgate_host::report::{EventKind, RaceLog};
+use wsgate_host::tls::{TlsClient, TrustRoots};
+
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_cancelled_losers_leave_no_descriptor() {
+    // IPv6 accepts TCP and never answers TLS; IPv4 is fine. With a 10 ms
+    // attempt delay every connect starts both, and cancels IPv6 mid-TLS.
+    let tb = testbed(Behaviour::TlsStall, Behaviour::Ok, true);
+    let roots = TrustRoots { system: false, ca_files: vec![tb.ca_path().unwrap().to_owned()] };
+    let tls = TlsClient::new(&roots).unwrap();
+    let config = RaceConfig { attempt_delay: Duration::from_millis(10), ..RaceConfig::default() };
+    // No memory: every connect must race, or IPv4 would go first alone.
+    let memory = Arc::new(FamilyMemory::new(Duration::ZERO));
+    let addrs: Vec<IpAddr> = vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+
+    let connect = |id: u64| {
+        let target = Target { host: "wsgate.test".into(), port: tb.port(), tls: true, first_flight: None, commit: CommitStage::Tls };
+        let dialer = NetDialer::new(Some((tls.connector(&[]), TlsClient::server_name("wsgate.test").unwrap())));
+        Race::new(config, target, dialer, Lookups::ready(&addrs), memory.clone(), RaceLog::new(id, None))
+    };
+
+    // One connect first, so that lazily opened descriptors (the runtime's,
+    // rustls') are counted in the baseline.
+    let mut warm = connect(0);
+    drop(warm.next(Instant::now() + Duration::from_secs(10)).await.unwrap());
+    drop(warm);
+    settle(&tb, 1).await;
+    let before = open_descriptors();
+
+    for id in 1..=1000u64 {
+        let mut race = connect(id);
+        let committed = race.next(Instant::now() + Duration::from_secs(10)).await.unwrap();
+        assert_eq!(committed.peer.ip().to_string(), "127.0.0.1");
+        let cancels = race.log().events().iter().filter(|e| e.event == EventKind::Cancel).count();
+        assert_eq!(cancels, 1, "connect {id}: the IPv6 attempt is cancelled");
+    }
+    settle(&tb, 1001).await;
+    let after = open_descriptors();
+    assert_eq!(after, before, "descriptors before {before}, after {after}");
+    assert_eq!(tb.connections().v6, 1001);
+}
+
+/// Waits (bounded) until the testbed has seen `n` IPv6 connections and
+/// the descriptors of closed connections are gone on both sides.
+async fn settle(tb: &TestbedHandle, n: u64) {
+    let mut last = usize::MAX;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = open_descriptors();
+        if tb.connections().v6 >= n && now == last {
+            return;
+        }
+        last = now;
+    }
+}
