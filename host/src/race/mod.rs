@@ -430,6 +430,9 @@ impl<D: Dialer> Race<D> {
             if let Some(answer) = poll_now(&mut self.v4_lookup) {
                 self.on_answer(1, answer.map(|v| v.into_iter().map(IpAddr::V4).collect()));
             }
+            // Read the clock again: an answer just taken is stamped after
+            // `now`, and the gate it opens must count as open.
+            let now = Instant::now();
             self.start_due(now);
             if self.in_flight.is_empty() && self.candidates.is_empty() && self.dns_done() {
                 return Err(self.exhausted());
