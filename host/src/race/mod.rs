@@ -419,7 +419,7 @@ impl<D: Dialer> Race<D> {
         loop {
             let now = Instant::now();
             if now >= deadline {
-                self.cancel_all("deadline").await;
+                self.settle_others(false).await;
                 return Err(ConnectError::Timeout);
             }
             // Answers already there (literals, overrides) all join before
@@ -450,10 +450,10 @@ impl<D: Dialer> Race<D> {
                 }
                 Some(progress) = self.progress_rx.recv() => self.on_progress(progress),
                 Some(joined) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
-                    if let Some((addr, stream, prefix)) = self.on_joined(joined) {
-                        if let Some(committed) = self.commit(addr, stream, prefix, deadline).await? {
-                            return Ok(committed);
-                        }
+                    if let Some((addr, stream, prefix)) = self.on_joined(joined)
+                        && let Some(committed) = self.commit(addr, stream, prefix, deadline).await?
+                    {
+                        return Ok(committed);
                     }
                 }
                 () = tokio::time::sleep_until(wake) => {}
@@ -507,15 +507,15 @@ impl<D: Dialer> Race<D> {
     }
 
     fn start_due(&mut self, now: Instant) {
-        if !self.gate().is_some_and(|at| now >= at) {
-            return;
-        }
-        if self.in_flight.len() < self.config.max_in_flight && now >= self.next_start {
-            if let Some(addr) = self.candidates.pick() {
-                self.spawn_attempt(addr, now);
-                self.last_start = Some(now);
-                self.next_start = now + self.config.attempt_delay;
-            }
+        let gate_open = self.gate().is_some_and(|at| now >= at);
+        if gate_open
+            && self.in_flight.len() < self.config.max_in_flight
+            && now >= self.next_start
+            && let Some(addr) = self.candidates.pick()
+        {
+            self.spawn_attempt(addr, now);
+            self.last_start = Some(now);
+            self.next_start = now + self.config.attempt_delay;
         }
     }
 
@@ -552,13 +552,13 @@ impl<D: Dialer> Race<D> {
                 // HEv3 §6.1: TCP is up and TLS has begun; give it up to one
                 // more attempt delay before starting the next attempt, but
                 // never more, so a stalled handshake cannot hold the race.
-                if self.target.commit >= CommitStage::Tls && self.target.tls {
-                    if let Some(start) = self.last_start {
-                        if self.attempts.values().any(|(a, _)| *a == addr) && self.is_latest(addr) {
-                            let extended = (at + self.config.attempt_delay).min(start + 2 * self.config.attempt_delay);
-                            self.next_start = self.next_start.max(extended);
-                        }
-                    }
+                if self.target.commit >= CommitStage::Tls
+                    && self.target.tls
+                    && let Some(start) = self.last_start
+                    && self.is_latest(addr)
+                {
+                    let extended = (at + self.config.attempt_delay).min(start + 2 * self.config.attempt_delay);
+                    self.next_start = self.next_start.max(extended);
                 }
                 (addr, AttemptStage::Tcp)
             }
@@ -678,21 +678,21 @@ impl<D: Dialer> Race<D> {
     /// The first flight on the committed stream (not at the `response`
     /// stage: it went out already), and the memory of the winner.
     async fn finish(&mut self, addr: SocketAddr, mut stream: D::Stream, prefix: Vec<u8>) -> Result<Committed<D::Stream>, ConnectError> {
-        if self.target.commit != CommitStage::Response {
-            if let Some(flight) = &self.target.first_flight {
-                let written = async {
-                    stream.write_all(flight).await?;
-                    stream.flush().await
-                };
-                if let Err(e) = written.await {
-                    // Part of the first flight may have reached the server:
-                    // sending it on another path would send it twice.
-                    let stage = if self.target.tls { AttemptStage::Tls } else { AttemptStage::Tcp };
-                    self.record_failure(addr, stage, format!("writing the first flight: {e}"), Instant::now());
-                    return Err(ConnectError::AllAttemptsFailed(self.failures.clone()));
-                }
-                self.log.push(EventKind::FirstFlight, Some(addr), None, Some(format!("{} bytes", flight.len())));
+        if self.target.commit != CommitStage::Response
+            && let Some(flight) = &self.target.first_flight
+        {
+            let written = async {
+                stream.write_all(flight).await?;
+                stream.flush().await
+            };
+            if let Err(e) = written.await {
+                // Part of the first flight may have reached the server:
+                // sending it on another path would send it twice.
+                let stage = if self.target.tls { AttemptStage::Tls } else { AttemptStage::Tcp };
+                self.record_failure(addr, stage, format!("writing the first flight: {e}"), Instant::now());
+                return Err(ConnectError::AllAttemptsFailed(self.failures.clone()));
             }
+            self.log.push(EventKind::FirstFlight, Some(addr), None, Some(format!("{} bytes", flight.len())));
         }
         self.memory.remember(&self.target.host, self.target.port, addr);
         Ok(Committed { peer: addr, stream, prefix })
@@ -728,10 +728,6 @@ impl<D: Dialer> Race<D> {
             }
         }
         self.attempts.clear();
-    }
-
-    async fn cancel_all(&mut self, _why: &str) {
-        self.settle_others(false).await;
     }
 
     fn park(&mut self, addr: SocketAddr, stream: D::Stream) {

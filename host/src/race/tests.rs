@@ -140,11 +140,9 @@ impl Dialer for Script {
                     seen.extend_from_slice(&buf[..n]);
                     seen.ends_with(b"\r\n\r\n")
                 };
-                if head_done {
-                    if let Some(delay) = plan.respond_after {
-                        tokio::time::sleep(delay).await;
-                        let _ = server.write_all(RESPONSE).await;
-                    }
+                if head_done && let Some(delay) = plan.respond_after {
+                    tokio::time::sleep(delay).await;
+                    let _ = server.write_all(RESPONSE).await;
                 }
             }
         });
