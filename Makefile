@@ -6,11 +6,11 @@ WASM_TARGET := wasm32-wasip2
 # Plugins build with their own profile (optimised, LTO, stripped): they are
 # shipped as .wasm files and compiled again by wasmtime on load.
 PLUGIN_DIR  := target/$(WASM_TARGET)/plugin
-PLUGINS     := echo-client
+PLUGINS     := echo-client bench-client
 
 export WSGATE_PLUGIN_DIR := $(CURDIR)/$(PLUGIN_DIR)
 
-.PHONY: run test plugins build wasm-target clean
+.PHONY: run test bench plugins build wasm-target clean
 
 ## run: build the host, the testbed and the plugins, and run the demo
 run: build plugins
@@ -19,6 +19,17 @@ run: build plugins
 ## test: unit tests (host, guest SDK, testbed) and end-to-end tests
 test: plugins
 	$(CARGO) test --workspace --exclude $(firstword $(PLUGINS)) $(addprefix --exclude ,$(wordlist 2,99,$(PLUGINS)))
+
+## bench: wsgate against tokio-tungstenite and hyper-util on the testbed's
+## per-family failures (BENCHMARKS.md). Extra flags: make bench BENCH_ARGS='--runs 50'
+# Binaries are where cargo puts them: CARGO_TARGET_DIR when it is set.
+BENCH_TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BENCH_ARGS  ?=
+bench: build plugins
+	$(CARGO) run --release -p wsgate-bench -- \
+		--wsgate $(BENCH_TARGET_DIR)/release/wsgate \
+		--plugin $(BENCH_TARGET_DIR)/$(WASM_TARGET)/plugin/bench-client.wasm \
+		--json $(BENCH_TARGET_DIR)/bench.json $(BENCH_ARGS)
 
 ## plugins: the example plugins, as wasm32-wasip2 components
 plugins: wasm-target

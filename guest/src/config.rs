@@ -78,9 +78,7 @@ impl ClientConfig {
         if !is_token(&name) {
             self.remember(format!("header name {name:?} is not an HTTP token"));
         } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            self.remember(format!(
-                "header {name:?} is set by the WebSocket handshake itself"
-            ));
+            self.remember(format!("header {name:?} is set by the WebSocket handshake itself"));
         } else if !is_field_value(&value) {
             self.remember(format!("value of header {name:?} has control characters"));
         } else {
@@ -167,12 +165,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_headers() {
-        assert!(
-            ClientConfig::default()
-                .header("X-A", "b")
-                .validate()
-                .is_ok()
-        );
+        assert!(ClientConfig::default().header("X-A", "b").validate().is_ok());
         for (n, v) in [
             ("X-A", "b\r\nEvil: 1"),
             ("X A", "b"),
@@ -184,12 +177,7 @@ mod tests {
             assert!(c.validate().is_err(), "{n:?}: {v:?}");
             assert!(c.headers.is_empty());
         }
-        assert!(
-            ClientConfig::default()
-                .subprotocol("a b")
-                .validate()
-                .is_err()
-        );
+        assert!(ClientConfig::default().subprotocol("a b").validate().is_err());
         assert!(
             ClientConfig::default()
                 .subprotocol("a")

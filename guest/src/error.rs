@@ -211,8 +211,7 @@ impl From<std::io::Error> for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.inner.kind)
-            .field("detail", &self.inner.detail);
+        d.field("kind", &self.inner.kind).field("detail", &self.inner.detail);
         if let Some(status) = self.inner.status {
             d.field("status", &status);
         }

@@ -131,10 +131,7 @@ impl FrameHeader {
             return Ok(None);
         };
         let Some(opcode) = OpCode::from_bits(first & 0x0F) else {
-            return Err(Error::protocol(format!(
-                "reserved opcode {:#x}",
-                first & 0x0F
-            )));
+            return Err(Error::protocol(format!("reserved opcode {:#x}", first & 0x0F)));
         };
         let (payload_len, rest) = match second & 0x7F {
             126 => (u64::from(u16::from_be_bytes([buf[2], buf[3]])), &buf[4..]),
@@ -143,9 +140,7 @@ impl FrameHeader {
                 len.copy_from_slice(&buf[2..10]);
                 let len = u64::from_be_bytes(len);
                 if len >> 63 != 0 {
-                    return Err(Error::protocol(
-                        "frame length has its most significant bit set",
-                    ));
+                    return Err(Error::protocol("frame length has its most significant bit set"));
                 }
                 (len, &buf[10..])
             }
@@ -274,8 +269,7 @@ impl FrameDecoder {
                     if take == 0 {
                         return Ok((used, Decoded::NeedMore));
                     }
-                    self.head[self.head_len..self.head_len + take]
-                        .copy_from_slice(&input[used..used + take]);
+                    self.head[self.head_len..self.head_len + take].copy_from_slice(&input[used..used + take]);
                     self.head_len += take;
                     used += take;
                 }
@@ -397,9 +391,7 @@ mod tests {
             .unwrap()
             .0;
         assert_eq!(h.payload_len, 65536);
-        let masked = [
-            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-        ];
+        let masked = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
         let (h, n) = FrameHeader::decode(&masked).unwrap().unwrap();
         let mut payload = masked[n..].to_vec();
         apply_mask(&mut payload, h.mask.unwrap());
@@ -511,21 +503,14 @@ mod tests {
         let mut stream = Vec::new();
         let mut expected = Vec::new();
         for (i, p) in payloads.iter().enumerate() {
-            let opcode = if i % 2 == 0 {
-                OpCode::Binary
-            } else {
-                OpCode::Text
-            };
+            let opcode = if i % 2 == 0 { OpCode::Binary } else { OpCode::Text };
             stream.extend(frame(true, opcode, p));
             expected.push((opcode, p.clone()));
             stream.extend(frame(true, OpCode::Ping, b""));
             expected.push((OpCode::Ping, vec![]));
         }
         let check = |got: Vec<Got>| {
-            let got: Vec<(OpCode, Vec<u8>)> = got
-                .into_iter()
-                .map(|g| (g.header.opcode, g.payload))
-                .collect();
+            let got: Vec<(OpCode, Vec<u8>)> = got.into_iter().map(|g| (g.header.opcode, g.payload)).collect();
             assert_eq!(got, expected);
         };
         // Many frames in one piece.
@@ -559,10 +544,7 @@ mod tests {
         assert_eq!(e.close_code(), Some(code), "{e}");
         // The error comes whatever the split.
         let one: Vec<&[u8]> = bytes.chunks(1).collect();
-        assert_eq!(
-            decode_pieces(&one, 1000).unwrap_err().close_code(),
-            Some(code)
-        );
+        assert_eq!(decode_pieces(&one, 1000).unwrap_err().close_code(), Some(code));
     }
 
     #[test]

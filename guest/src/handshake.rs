@@ -174,10 +174,7 @@ impl Response {
         }
         // This client offers no extension, so the server may not use one
         // (its frames would set RSV bits this client must reject).
-        if let Some(ext) = self
-            .values("sec-websocket-extensions")
-            .find(|v| !trim(v).is_empty())
-        {
+        if let Some(ext) = self.values("sec-websocket-extensions").find(|v| !trim(v).is_empty()) {
             return Err(Error::handshake(format!(
                 "server chose extension {:?}, none was offered",
                 String::from_utf8_lossy(trim(ext))
@@ -185,9 +182,7 @@ impl Response {
         }
         let mut protocols = self.values("sec-websocket-protocol");
         if let (Some(_), Some(_)) = (protocols.next(), protocols.next()) {
-            return Err(Error::handshake(
-                "more than one Sec-WebSocket-Protocol in response",
-            ));
+            return Err(Error::handshake("more than one Sec-WebSocket-Protocol in response"));
         }
         if let Some(chosen) = self.header("sec-websocket-protocol") {
             let chosen = String::from_utf8_lossy(trim(chosen));
@@ -356,10 +351,14 @@ pub fn read_response<R: Read>(
             // the path: once the server began to answer, it had the request,
             // and trying another path would send the upgrade twice.
             Ok(0) if parser.is_empty() => {
-                return Err(Error::closed_before_response("connection closed before any handshake response"));
+                return Err(Error::closed_before_response(
+                    "connection closed before any handshake response",
+                ));
             }
             Ok(0) => {
-                return Err(Error::connection_closed("connection closed in the middle of the handshake response"));
+                return Err(Error::connection_closed(
+                    "connection closed in the middle of the handshake response",
+                ));
             }
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -380,17 +379,11 @@ mod tests {
     #[test]
     fn rfc_accept_example() {
         // RFC 6455 §1.3.
-        assert_eq!(
-            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     fn request(config: &ClientConfig) -> Request {
-        Request::new(
-            &Url::parse("ws://example.com:8080/chat?x=1").unwrap(),
-            config,
-        )
+        Request::new(&Url::parse("ws://example.com:8080/chat?x=1").unwrap(), config)
     }
 
     #[test]
@@ -427,11 +420,7 @@ mod tests {
         )
     }
 
-    fn read(
-        r: &Request,
-        config: &ClientConfig,
-        bytes: &[u8],
-    ) -> Result<(Response, Vec<u8>), Error> {
+    fn read(r: &Request, config: &ClientConfig, bytes: &[u8]) -> Result<(Response, Vec<u8>), Error> {
         read_response(&mut &bytes[..], r, config)
     }
 
@@ -517,14 +506,45 @@ mod tests {
         let r = request(&config);
         let key = accept_key(r.key());
         let cases: &[(String, &str)] = &[
-            ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into(), "server answered 200 OK instead of 101 Switching Protocols"),
-            (format!("HTTP/1.1 101 X\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {key}\r\n\r\n"), "Upgrade: websocket"),
-            (format!("HTTP/1.1 101 X\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {key}\r\n\r\n"), "Connection: upgrade"),
-            ("HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".into(), "lacks Sec-WebSocket-Accept"),
-            ("HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n".into(), "wrong Sec-WebSocket-Accept"),
-            (format!("HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {key}\r\nSec-WebSocket-Protocol: other\r\n\r\n"), "not offered"),
-            (format!("HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {key}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"), "extension"),
-            (format!("HTTP/1.0 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {key}\r\n\r\n"), "HTTP/1.1"),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into(),
+                "server answered 200 OK instead of 101 Switching Protocols",
+            ),
+            (
+                format!("HTTP/1.1 101 X\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {key}\r\n\r\n"),
+                "Upgrade: websocket",
+            ),
+            (
+                format!("HTTP/1.1 101 X\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {key}\r\n\r\n"),
+                "Connection: upgrade",
+            ),
+            (
+                "HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".into(),
+                "lacks Sec-WebSocket-Accept",
+            ),
+            (
+                "HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n"
+                    .into(),
+                "wrong Sec-WebSocket-Accept",
+            ),
+            (
+                format!(
+                    "HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {key}\r\nSec-WebSocket-Protocol: other\r\n\r\n"
+                ),
+                "not offered",
+            ),
+            (
+                format!(
+                    "HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {key}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+                ),
+                "extension",
+            ),
+            (
+                format!(
+                    "HTTP/1.0 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {key}\r\n\r\n"
+                ),
+                "HTTP/1.1",
+            ),
             ("garbage\r\n\r\n".into(), "malformed"),
         ];
         for (text, needle) in cases {

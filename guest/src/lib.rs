@@ -63,11 +63,7 @@ pub use websocket::WebSocket;
 /// Writes the upgrade request, reads and checks the response, and returns
 /// the session. Bytes the server sent right behind its response are kept
 /// for the session.
-pub fn client<S: Read + Write>(
-    stream: S,
-    url: &Url,
-    config: ClientConfig,
-) -> Result<WebSocket<S>, Error> {
+pub fn client<S: Read + Write>(stream: S, url: &Url, config: ClientConfig) -> Result<WebSocket<S>, Error> {
     client_with_response(stream, url, config).map(|(ws, _)| ws)
 }
 

@@ -89,8 +89,8 @@ impl CloseFrame {
                 if !is_valid_close_code(code) {
                     return Err(Error::protocol(format!("invalid close code {code}")));
                 }
-                let reason = simdutf8::basic::from_utf8(reason)
-                    .map_err(|_| Error::utf8("close reason is not valid UTF-8"))?;
+                let reason =
+                    simdutf8::basic::from_utf8(reason).map_err(|_| Error::utf8("close reason is not valid UTF-8"))?;
                 Ok(Some(CloseFrame {
                     code,
                     reason: reason.to_owned(),
@@ -111,10 +111,7 @@ impl CloseFrame {
         if self.reason.len() > MAX_CLOSE_REASON {
             return Err(Error::local(
                 ErrorKind::Capacity,
-                format!(
-                    "close reason of {} bytes exceeds {MAX_CLOSE_REASON}",
-                    self.reason.len()
-                ),
+                format!("close reason of {} bytes exceeds {MAX_CLOSE_REASON}", self.reason.len()),
             ));
         }
         out.extend_from_slice(&self.code.to_be_bytes());
@@ -137,10 +134,7 @@ mod tests {
                 reason: "bye".into()
             })
         );
-        assert_eq!(
-            CloseFrame::parse(b"\x03").unwrap_err().close_code(),
-            Some(1002)
-        );
+        assert_eq!(CloseFrame::parse(b"\x03").unwrap_err().close_code(), Some(1002));
         for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
             let e = CloseFrame::parse(&code.to_be_bytes()).unwrap_err();
             assert_eq!(e.close_code(), Some(1002), "{code}");

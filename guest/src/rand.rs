@@ -5,11 +5,7 @@ use crate::error::Error;
 /// Fills `buf` from the platform's entropy source (`getrandom`: the
 /// `getrandom` system call natively, `wasi:random` in a component).
 pub(crate) fn fill(buf: &mut [u8]) -> Result<(), Error> {
-    getrandom::fill(buf).map_err(|e| {
-        Error::from(std::io::Error::other(format!(
-            "no randomness available: {e}"
-        )))
-    })
+    getrandom::fill(buf).map_err(|e| Error::from(std::io::Error::other(format!("no randomness available: {e}"))))
 }
 
 /// Fills `buf` with a value that is random when the platform allows and

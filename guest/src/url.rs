@@ -43,9 +43,7 @@ impl Url {
         } else if scheme.eq_ignore_ascii_case("wss") {
             true
         } else {
-            return Err(Error::url(format!(
-                "{input:?}: scheme {scheme:?} is not ws or wss"
-            )));
+            return Err(Error::url(format!("{input:?}: scheme {scheme:?} is not ws or wss")));
         };
         // RFC 6455 §3: "Fragment identifiers are meaningless in the context
         // of WebSocket URIs and MUST NOT be used on these URIs."
@@ -57,13 +55,11 @@ impl Url {
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, resource) = rest.split_at(split);
         if authority.contains('@') {
-            return Err(Error::url(format!(
-                "{input:?}: userinfo (user@) is not allowed"
-            )));
+            return Err(Error::url(format!("{input:?}: userinfo (user@) is not allowed")));
         }
         let default_port = if secure { 443 } else { 80 };
-        let (host, is_ipv6, port) = parse_authority(authority, default_port)
-            .map_err(|problem| Error::url(format!("{input:?}: {problem}")))?;
+        let (host, is_ipv6, port) =
+            parse_authority(authority, default_port).map_err(|problem| Error::url(format!("{input:?}: {problem}")))?;
         Ok(Url {
             secure,
             host,
@@ -189,9 +185,7 @@ fn parse_port(digits: &str) -> Result<u16, String> {
 /// A DNS name or an IPv4 literal, lowercased.
 fn parse_host_name(host: &str) -> Result<String, String> {
     if !host.is_ascii() {
-        return Err(format!(
-            "host {host:?} is not ASCII (use its punycode xn-- form)"
-        ));
+        return Err(format!("host {host:?} is not ASCII (use its punycode xn-- form)"));
     }
     if let Some(c) = host
         .chars()
@@ -218,9 +212,7 @@ fn parse_host_name(host: &str) -> Result<String, String> {
             return Err(format!("host {host:?} has an empty label"));
         }
         if label.len() > 63 {
-            return Err(format!(
-                "host {host:?} has a label longer than 63 characters"
-            ));
+            return Err(format!("host {host:?} has a label longer than 63 characters"));
         }
     }
     Ok(host.to_ascii_lowercase())
@@ -270,22 +262,8 @@ mod tests {
 
     #[test]
     fn good_urls() {
-        ok(
-            "ws://example.com",
-            false,
-            "example.com",
-            80,
-            "/",
-            "example.com",
-        );
-        ok(
-            "wss://example.com",
-            true,
-            "example.com",
-            443,
-            "/",
-            "example.com",
-        );
+        ok("ws://example.com", false, "example.com", 80, "/", "example.com");
+        ok("wss://example.com", true, "example.com", 443, "/", "example.com");
         ok(
             "WSS://Example.COM/Chat",
             true,
@@ -302,55 +280,13 @@ mod tests {
             "/a/b?x=1&y",
             "example.com:8080",
         );
-        ok(
-            "ws://example.com?q",
-            false,
-            "example.com",
-            80,
-            "/?q",
-            "example.com",
-        );
-        ok(
-            "ws://example.com:80/",
-            false,
-            "example.com",
-            80,
-            "/",
-            "example.com",
-        );
-        ok(
-            "wss://example.com:80/",
-            true,
-            "example.com",
-            80,
-            "/",
-            "example.com:80",
-        );
-        ok(
-            "ws://example.com:/",
-            false,
-            "example.com",
-            80,
-            "/",
-            "example.com",
-        );
-        ok(
-            "ws://127.0.0.1:9001",
-            false,
-            "127.0.0.1",
-            9001,
-            "/",
-            "127.0.0.1:9001",
-        );
+        ok("ws://example.com?q", false, "example.com", 80, "/?q", "example.com");
+        ok("ws://example.com:80/", false, "example.com", 80, "/", "example.com");
+        ok("wss://example.com:80/", true, "example.com", 80, "/", "example.com:80");
+        ok("ws://example.com:/", false, "example.com", 80, "/", "example.com");
+        ok("ws://127.0.0.1:9001", false, "127.0.0.1", 9001, "/", "127.0.0.1:9001");
         ok("ws://[::1]", false, "::1", 80, "/", "[::1]");
-        ok(
-            "wss://[0:0::1]:8443/x",
-            true,
-            "::1",
-            8443,
-            "/x",
-            "[::1]:8443",
-        );
+        ok("wss://[0:0::1]:8443/x", true, "::1", 8443, "/x", "[::1]:8443");
         ok(
             "ws://[2001:DB8::1]:65535",
             false,
@@ -367,14 +303,7 @@ mod tests {
             "/",
             "my_host-1.local",
         );
-        ok(
-            "ws://h/caf\u{e9}?a=<b>",
-            false,
-            "h",
-            80,
-            "/caf%C3%A9?a=%3Cb%3E",
-            "h",
-        );
+        ok("ws://h/caf\u{e9}?a=<b>", false, "h", 80, "/caf%C3%A9?a=%3Cb%3E", "h");
         ok("ws://h/%20", false, "h", 80, "/%20", "h");
     }
 

@@ -30,9 +30,7 @@ mod bindings {
 }
 
 pub use bindings::wsgate::connect::types::RaceEvent;
-use bindings::wsgate::connect::types::{
-    self, ConnectError, ConnectOptions, Connection, TlsOptions,
-};
+use bindings::wsgate::connect::types::{self, ConnectError, ConnectOptions, Connection, TlsOptions};
 use wasip2::io::streams::{InputStream, OutputStream};
 
 /// How many times one connect may fall back to another path before the
@@ -52,12 +50,8 @@ pub struct HostStream {
 
 impl HostStream {
     fn new(connection: Connection) -> Result<Self, Error> {
-        let input = connection
-            .input()
-            .map_err(|e| Error::connect(describe(&e)))?;
-        let output = connection
-            .output()
-            .map_err(|e| Error::connect(describe(&e)))?;
+        let input = connection.input().map_err(|e| Error::connect(describe(&e)))?;
+        let output = connection.output().map_err(|e| Error::connect(describe(&e)))?;
         Ok(HostStream {
             input,
             output,
@@ -115,10 +109,7 @@ pub fn connect(url: &str) -> Result<WebSocket<HostStream>, Error> {
 }
 
 /// Opens a WebSocket to `url` through the host, with `config`.
-pub fn connect_with_config(
-    url: &str,
-    config: ClientConfig,
-) -> Result<WebSocket<HostStream>, Error> {
+pub fn connect_with_config(url: &str, config: ClientConfig) -> Result<WebSocket<HostStream>, Error> {
     let url = Url::parse(url)?;
     let request = Request::try_new(&url, &config)?;
     let options = ConnectOptions {
@@ -144,13 +135,12 @@ pub fn connect_with_config(
             }
             Err(e) if e.is_path_failure() && fallbacks < MAX_FALLBACKS => {
                 fallbacks += 1;
-                let connection =
-                    Connection::fallback(stream.into_connection()).map_err(|fe| match fe {
-                        // Nothing left to try: the upgrade's own failure is
-                        // what the plugin needs to see.
-                        ConnectError::AllAttemptsFailed(_) => e,
-                        other => Error::connect(describe(&other)),
-                    })?;
+                let connection = Connection::fallback(stream.into_connection()).map_err(|fe| match fe {
+                    // Nothing left to try: the upgrade's own failure is
+                    // what the plugin needs to see.
+                    ConnectError::AllAttemptsFailed(_) => e,
+                    other => Error::connect(describe(&other)),
+                })?;
                 stream = HostStream::new(connection)?;
             }
             Err(e) => return Err(e),
@@ -163,14 +153,9 @@ fn describe(e: &ConnectError) -> String {
     match e {
         ConnectError::Denied(rule) => format!("denied by the host's policy ({rule})"),
         ConnectError::Dns(why) => why.clone(),
-        ConnectError::AllAttemptsFailed(attempts) if attempts.is_empty() => {
-            "no address to try".to_owned()
-        }
+        ConnectError::AllAttemptsFailed(attempts) if attempts.is_empty() => "no address to try".to_owned(),
         ConnectError::AllAttemptsFailed(attempts) => {
-            let each: Vec<String> = attempts
-                .iter()
-                .map(|a| format!("{}: {}", a.address, a.error))
-                .collect();
+            let each: Vec<String> = attempts.iter().map(|a| format!("{}: {}", a.address, a.error)).collect();
             format!("all attempts failed ({})", each.join("; "))
         }
         ConnectError::Timeout => "timed out".to_owned(),

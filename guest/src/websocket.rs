@@ -5,9 +5,7 @@ use std::io::{self, Read, Write};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
-use crate::frame::{
-    Decoded, FrameDecoder, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, apply_mask_at,
-};
+use crate::frame::{Decoded, FrameDecoder, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, apply_mask_at};
 use crate::message::{CloseFrame, Message};
 use crate::rand::MaskPool;
 
@@ -183,9 +181,7 @@ impl<S: Read + Write> WebSocket<S> {
             State::CloseSent => {}
             State::Closed => return Ok(()),
             State::Failed => {
-                return Err(Error::already_closed(
-                    "an earlier error ended the WebSocket",
-                ));
+                return Err(Error::already_closed("an earlier error ended the WebSocket"));
             }
         }
         for _ in 0..CLOSE_DRAIN_MESSAGES {
@@ -196,9 +192,7 @@ impl<S: Read + Write> WebSocket<S> {
         self.state = State::Failed;
         Err(Error::local(
             ErrorKind::Protocol,
-            format!(
-                "peer sent {CLOSE_DRAIN_MESSAGES} messages after our Close without answering it"
-            ),
+            format!("peer sent {CLOSE_DRAIN_MESSAGES} messages after our Close without answering it"),
         ))
     }
 
@@ -218,9 +212,7 @@ impl<S: Read + Write> WebSocket<S> {
             State::Open | State::CloseSent => {}
             State::Closed => return Err(Error::already_closed("the close handshake is complete")),
             State::Failed => {
-                return Err(Error::already_closed(
-                    "an earlier error ended the WebSocket",
-                ));
+                return Err(Error::already_closed("an earlier error ended the WebSocket"));
             }
         }
         // Each pass decodes input or reads more (or returns), so the loop
@@ -289,9 +281,7 @@ impl<S: Read + Write> WebSocket<S> {
         match header.opcode {
             OpCode::Continuation => {
                 let Some(partial) = &mut self.partial else {
-                    return Err(Error::protocol(
-                        "continuation frame without a message to continue",
-                    ));
+                    return Err(Error::protocol("continuation frame without a message to continue"));
                 };
                 if partial.fragments >= self.max_fragments {
                     return Err(Error::capacity(format!(
@@ -328,12 +318,7 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Takes `len` payload bytes at `rbuf[start..]`; returns a message if
     /// they complete one.
-    fn on_payload(
-        &mut self,
-        start: usize,
-        len: usize,
-        end: bool,
-    ) -> Result<Option<Message>, Error> {
+    fn on_payload(&mut self, start: usize, len: usize, end: bool) -> Result<Option<Message>, Error> {
         let Some(header) = self.current else {
             return Err(Error::protocol("payload without a frame header"));
         };
@@ -429,12 +414,8 @@ impl<S: Read + Write> WebSocket<S> {
     fn check_can_send(&self) -> Result<(), Error> {
         match self.state {
             State::Open => Ok(()),
-            State::CloseSent | State::Closed => {
-                Err(Error::already_closed("a Close was sent already"))
-            }
-            State::Failed => Err(Error::already_closed(
-                "an earlier error ended the WebSocket",
-            )),
+            State::CloseSent | State::Closed => Err(Error::already_closed("a Close was sent already")),
+            State::Failed => Err(Error::already_closed("an earlier error ended the WebSocket")),
         }
     }
 
@@ -693,11 +674,7 @@ mod tests {
         violation(frame(true, 9, &[0; 126]), d(), 1002); // ping over 125
         // Sequence.
         violation(frame(true, 0, b"x"), d(), 1002); // continuation without start
-        violation(
-            cat(&[frame(false, 1, b"a"), frame(true, 2, b"b")]),
-            d(),
-            1002,
-        ); // new start inside
+        violation(cat(&[frame(false, 1, b"a"), frame(true, 2, b"b")]), d(), 1002); // new start inside
         // Close payloads.
         violation(frame(true, 8, &[3]), d(), 1002);
         violation(frame(true, 8, &1005u16.to_be_bytes()), d(), 1002);
@@ -706,11 +683,7 @@ mod tests {
         // UTF-8.
         violation(frame(true, 1, b"ok\xff"), d(), 1007);
         violation(frame(true, 1, b"\xe2\x82"), d(), 1007); // ends inside a character
-        violation(
-            cat(&[frame(false, 1, b"\xe2\x82"), frame(true, 0, b"")]),
-            d(),
-            1007,
-        );
+        violation(cat(&[frame(false, 1, b"\xe2\x82"), frame(true, 0, b"")]), d(), 1007);
         // Limits.
         violation(frame(true, 2, &[0; 101]), d().max_frame_size(100), 1009);
         violation(
@@ -749,11 +722,7 @@ mod tests {
     fn invalid_utf8_fails_before_the_message_ends() {
         // The first fragment is bad; the rest never arrives. The error must
         // come from the first fragment alone, not from the end of stream.
-        let mut ws = ws(
-            frame(false, 1, b"ab\xc0\xaf"),
-            1 << 20,
-            ClientConfig::default(),
-        );
+        let mut ws = ws(frame(false, 1, b"ab\xc0\xaf"), 1 << 20, ClientConfig::default());
         assert_eq!(ws.recv().unwrap_err().close_code(), Some(1007));
     }
 
@@ -781,10 +750,7 @@ mod tests {
         // An empty Close is answered with an empty one.
         let mut ws2 = super::tests::ws(frame(true, 8, b""), 1 << 20, ClientConfig::default());
         assert_eq!(ws2.recv().unwrap(), Message::Close(None));
-        assert_eq!(
-            client_frames(&ws2.get_ref().output),
-            vec![(OpCode::Close, vec![])]
-        );
+        assert_eq!(client_frames(&ws2.get_ref().output), vec![(OpCode::Close, vec![])]);
     }
 
     #[test]
@@ -799,10 +765,7 @@ mod tests {
         let mut expected = 1000u16.to_be_bytes().to_vec();
         expected.extend(b"done");
         // The Ping that came after our Close is not answered.
-        assert_eq!(
-            client_frames(&ws.get_ref().output),
-            vec![(OpCode::Close, expected)]
-        );
+        assert_eq!(client_frames(&ws.get_ref().output), vec![(OpCode::Close, expected)]);
         assert_eq!(
             ws.send(Message::Text("x".into())).unwrap_err().kind(),
             ErrorKind::AlreadyClosed
@@ -827,19 +790,12 @@ mod tests {
             ws.send(Message::Binary(vec![1])).unwrap_err().kind(),
             ErrorKind::AlreadyClosed
         );
-        assert_eq!(
-            client_frames(&ws.get_ref().output),
-            vec![(OpCode::Close, vec![])]
-        );
+        assert_eq!(client_frames(&ws.get_ref().output), vec![(OpCode::Close, vec![])]);
     }
 
     #[test]
     fn eof_mid_session() {
-        let mut ws = ws(
-            frame(true, 1, b"hello")[..4].to_vec(),
-            1 << 20,
-            ClientConfig::default(),
-        );
+        let mut ws = ws(frame(true, 1, b"hello")[..4].to_vec(), 1 << 20, ClientConfig::default());
         let e = ws.recv().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionClosed);
         assert!(!e.is_path_failure());
@@ -855,11 +811,7 @@ mod tests {
             let mut ws = WebSocket::from_upgraded(mock, Vec::new(), ClientConfig::default());
             let e = ws.recv().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Io);
-            assert_eq!(
-                ws.recv().unwrap(),
-                Message::Text("hello".into()),
-                "stall {stall}"
-            );
+            assert_eq!(ws.recv().unwrap(), Message::Text("hello".into()), "stall {stall}");
         }
     }
 

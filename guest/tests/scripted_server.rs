@@ -32,9 +32,7 @@ fn read_request(tcp: &mut TcpStream) -> String {
 
 /// Serves one connection: reads the request, writes what `answer` makes of
 /// the key, then waits (bounded) for the client to hang up.
-fn scripted(
-    answer: impl FnOnce(&str) -> Option<Vec<u8>> + Send + 'static,
-) -> (SocketAddr, JoinHandle<()>) {
+fn scripted(answer: impl FnOnce(&str) -> Option<Vec<u8>> + Send + 'static) -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let handle = std::thread::spawn(move || {
@@ -89,10 +87,7 @@ fn ok_instead_of_switching() {
 fn wrong_accept_key() {
     let err = handshake_error(|_| Some(switching("not the key").into_bytes()));
     assert_eq!(err.kind(), ErrorKind::Handshake);
-    assert!(
-        err.to_string().contains("wrong Sec-WebSocket-Accept"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("wrong Sec-WebSocket-Accept"), "{err}");
     assert_eq!(err.status(), None);
     assert!(!err.is_path_failure());
 }
@@ -106,17 +101,14 @@ fn closed_before_response() {
 
 #[test]
 fn service_unavailable_is_a_path_failure() {
-    let err = handshake_error(|_| {
-        Some(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec())
-    });
+    let err = handshake_error(|_| Some(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec()));
     assert_eq!(err.status(), Some(503));
     assert!(err.is_path_failure());
 }
 
 #[test]
 fn forbidden_is_an_answer() {
-    let err =
-        handshake_error(|_| Some(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec()));
+    let err = handshake_error(|_| Some(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec()));
     assert_eq!(err.kind(), ErrorKind::Handshake);
     assert_eq!(err.status(), Some(403));
     assert!(!err.is_path_failure());
@@ -131,10 +123,7 @@ fn frame_right_behind_the_response_is_kept() {
         Some(bytes)
     });
     let mut ws = connect(addr).expect("handshake");
-    assert_eq!(
-        ws.recv().expect("early frame"),
-        Message::Text("early".into())
-    );
+    assert_eq!(ws.recv().expect("early frame"), Message::Text("early".into()));
     assert!(matches!(ws.recv().expect("close"), Message::Close(Some(f)) if f.code == 1000));
     drop(ws);
     server.join().expect("server thread");

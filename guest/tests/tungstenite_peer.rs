@@ -15,8 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{
     self,
     protocol::{
-        CloseFrame as TCloseFrame, frame::Frame, frame::coding::CloseCode, frame::coding::Data,
-        frame::coding::OpCode,
+        CloseFrame as TCloseFrame, frame::Frame, frame::coding::CloseCode, frame::coding::Data, frame::coding::OpCode,
     },
 };
 use wsgate_guest::{ClientConfig, CloseFrame, ErrorKind, Message, Url, WebSocket, client};
@@ -41,12 +40,8 @@ fn server() -> (SocketAddr, mpsc::Receiver<Seen>) {
             .build()
             .expect("runtime");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            addr_tx
-                .send(listener.local_addr().expect("addr"))
-                .expect("send addr");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
@@ -62,10 +57,7 @@ fn server() -> (SocketAddr, mpsc::Receiver<Seen>) {
     (addr, seen_rx)
 }
 
-async fn serve(
-    tcp: tokio::net::TcpStream,
-    seen: mpsc::Sender<Seen>,
-) -> Result<(), tungstenite::Error> {
+async fn serve(tcp: tokio::net::TcpStream, seen: mpsc::Sender<Seen>) -> Result<(), tungstenite::Error> {
     let mut path = String::new();
     let callback = |req: &tungstenite::handshake::server::Request, resp| {
         path = req.uri().path().to_owned();
@@ -80,8 +72,7 @@ async fn serve(
                 false,
             )))
             .await?;
-            ws.send(tungstenite::Message::Ping("between".into()))
-                .await?;
+            ws.send(tungstenite::Message::Ping("between".into())).await?;
             ws.send(tungstenite::Message::Frame(Frame::message(
                 "men",
                 OpCode::Data(Data::Continue),
@@ -95,10 +86,7 @@ async fn serve(
             )))
             .await?;
         }
-        "/ping" => {
-            ws.send(tungstenite::Message::Ping("are you there".into()))
-                .await?
-        }
+        "/ping" => ws.send(tungstenite::Message::Ping("are you there".into())).await?,
         "/server-close" => {
             ws.close(Some(TCloseFrame {
                 code: CloseCode::Away,
@@ -111,9 +99,7 @@ async fn serve(
     // Echo data messages and report control frames until the end.
     while let Some(msg) = ws.next().await {
         match msg? {
-            m @ (tungstenite::Message::Text(_) | tungstenite::Message::Binary(_)) => {
-                ws.send(m).await?
-            }
+            m @ (tungstenite::Message::Text(_) | tungstenite::Message::Binary(_)) => ws.send(m).await?,
             tungstenite::Message::Pong(p) => {
                 let _ = seen.send(Seen::Pong(p.to_vec()));
             }
@@ -167,10 +153,7 @@ fn fragmented_message_is_reassembled() {
     let mut ws = connect(addr, "/fragmented");
     // The Ping between the fragments comes first; the message after it.
     assert_eq!(ws.recv().expect("ping"), Message::Ping(b"between".to_vec()));
-    assert_eq!(
-        ws.recv().expect("message"),
-        Message::Text("fragmented".into())
-    );
+    assert_eq!(ws.recv().expect("message"), Message::Text("fragmented".into()));
     ws.close(1000, "").expect("close");
 }
 
@@ -178,10 +161,7 @@ fn fragmented_message_is_reassembled() {
 fn server_ping_is_answered() {
     let (addr, seen) = server();
     let mut ws = connect(addr, "/ping");
-    assert_eq!(
-        ws.recv().expect("ping"),
-        Message::Ping(b"are you there".to_vec())
-    );
+    assert_eq!(ws.recv().expect("ping"), Message::Ping(b"are you there".to_vec()));
     assert_eq!(
         seen.recv_timeout(TIMEOUT).expect("server saw pong"),
         Seen::Pong(b"are you there".to_vec())

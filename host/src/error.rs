@@ -49,7 +49,11 @@ pub struct Error {
 impl Error {
     /// Makes an error of `kind` with a message that says what failed.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), source: None }
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying cause.

@@ -121,7 +121,11 @@ fn main() -> ExitCode {
             // clap's message spans several lines (usage, tips); the operator
             // gets its first line and where to look for more.
             let text = e.to_string();
-            let first_paragraph: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let first_paragraph: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
             let line = first_paragraph.join(" ");
             let line = line.trim_start_matches("error: ");
             eprintln!("wsgate: {line} (see `wsgate --help`)");
@@ -205,7 +209,11 @@ fn open_log(path: &std::path::Path) -> Result<LogSink, Error> {
         return Ok(LogSink::new(std::io::stderr()));
     }
     let file = std::fs::File::create(path).map_err(|e| {
-        Error::new(wsgate_host::ErrorKind::Config, format!("cannot open race log `{}`", path.display())).with_source(e)
+        Error::new(
+            wsgate_host::ErrorKind::Config,
+            format!("cannot open race log `{}`", path.display()),
+        )
+        .with_source(e)
     })?;
     Ok(LogSink::new(file))
 }

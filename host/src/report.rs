@@ -157,7 +157,12 @@ pub struct RaceLog {
 impl RaceLog {
     /// Starts the log of connect number `connect`, with the clock at zero now.
     pub fn new(connect: u64, sink: Option<LogSink>) -> Self {
-        RaceLog { connect, start: Instant::now(), events: Vec::new(), sink }
+        RaceLog {
+            connect,
+            start: Instant::now(),
+            events: Vec::new(),
+            sink,
+        }
     }
 
     /// Time since the connect began.
@@ -166,7 +171,13 @@ impl RaceLog {
     }
 
     /// Records an event that happens now and writes it to the sink, if any.
-    pub fn push(&mut self, event: EventKind, addr: Option<SocketAddr>, stage: Option<&'static str>, detail: Option<String>) {
+    pub fn push(
+        &mut self,
+        event: EventKind,
+        addr: Option<SocketAddr>,
+        stage: Option<&'static str>,
+        detail: Option<String>,
+    ) {
         self.push_at(Instant::now(), event, addr, stage, detail);
     }
 

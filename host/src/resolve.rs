@@ -102,7 +102,11 @@ impl std::str::FromStr for Override {
                 inner.parse::<IpAddr>().map_err(|_| bad(&format!("bad address `{a}`")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Override { host: host.to_ascii_lowercase(), port, addrs })
+        Ok(Override {
+            host: host.to_ascii_lowercase(),
+            port,
+            addrs,
+        })
     }
 }
 
@@ -121,7 +125,11 @@ pub fn check_host(host: &str) -> Result<(), String> {
     }
     let labels = host.strip_suffix('.').unwrap_or(host);
     let valid = labels.split('.').all(|label| {
-        !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     });
     if !valid {
         return Err(format!("`{}` is not a host name or IP address", host.escape_debug()));
@@ -166,7 +174,11 @@ impl Resolver {
     /// as in curl.
     pub fn new(overrides: impl IntoIterator<Item = Override>, dns_server: Option<SocketAddr>) -> Self {
         let overrides = overrides.into_iter().map(|o| ((o.host, o.port), o.addrs)).collect();
-        Resolver { overrides, dns_server, dns: OnceCell::new() }
+        Resolver {
+            overrides,
+            dns_server,
+            dns: OnceCell::new(),
+        }
     }
 
     /// The two lookups (AAAA and A) for `host` on `port`, to be awaited
@@ -187,18 +199,26 @@ impl Resolver {
             let (dns, name) = (dns.clone(), name.clone());
             Box::pin(async move {
                 let lookup = dns.ipv6_lookup(name.as_str()).await.map_err(|e| no_records(&e))?;
-                Ok(lookup.answers().iter().filter_map(|r| match r.data.ip_addr() {
-                    Some(IpAddr::V6(a)) => Some(a),
-                    _ => None,
-                }).collect())
+                Ok(lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match r.data.ip_addr() {
+                        Some(IpAddr::V6(a)) => Some(a),
+                        _ => None,
+                    })
+                    .collect())
             })
         };
         let v4 = Box::pin(async move {
             let lookup = dns.ipv4_lookup(name.as_str()).await.map_err(|e| no_records(&e))?;
-            Ok(lookup.answers().iter().filter_map(|r| match r.data.ip_addr() {
-                Some(IpAddr::V4(a)) => Some(a),
-                _ => None,
-            }).collect())
+            Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match r.data.ip_addr() {
+                    Some(IpAddr::V4(a)) => Some(a),
+                    _ => None,
+                })
+                .collect())
         });
         Ok((Lookups { v6, v4 }, Source::Dns))
     }
@@ -227,7 +247,11 @@ impl Resolver {
 /// A lookup error in words: "no records" is the common case and needs no
 /// resolver jargon.
 fn no_records(e: &hickory_resolver::net::NetError) -> String {
-    if e.is_no_records_found() { "no records".to_owned() } else { e.to_string() }
+    if e.is_no_records_found() {
+        "no records".to_owned()
+    } else {
+        e.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -239,7 +263,10 @@ mod tests {
         let o: Override = "Wsgate.Test:8443:[::1],127.0.0.1".parse().unwrap();
         assert_eq!(o.host, "wsgate.test");
         assert_eq!(o.port, 8443);
-        assert_eq!(o.addrs, vec!["::1".parse::<IpAddr>().unwrap(), "127.0.0.1".parse().unwrap()]);
+        assert_eq!(
+            o.addrs,
+            vec!["::1".parse::<IpAddr>().unwrap(), "127.0.0.1".parse().unwrap()]
+        );
         let o: Override = "h:1:::1".parse().unwrap();
         assert_eq!(o.addrs, vec!["::1".parse::<IpAddr>().unwrap()]);
     }
@@ -266,12 +293,29 @@ mod tests {
 
     #[test]
     fn host_checks() {
-        for good in ["wsgate.test", "wsgate.test.", "a-b_c.d9", "::1", "127.0.0.1", "localhost"] {
+        for good in [
+            "wsgate.test",
+            "wsgate.test.",
+            "a-b_c.d9",
+            "::1",
+            "127.0.0.1",
+            "localhost",
+        ] {
             assert_eq!(check_host(good), Ok(()), "{good}");
         }
         let long = format!("{}.test", "a".repeat(250));
         let label = format!("{}.test", "a".repeat(64));
-        for bad in ["", "bad host", "a..b", ".a", "ö.test", "a/b", "[::1]", long.as_str(), label.as_str()] {
+        for bad in [
+            "",
+            "bad host",
+            "a..b",
+            ".a",
+            "ö.test",
+            "a/b",
+            "[::1]",
+            long.as_str(),
+            label.as_str(),
+        ] {
             assert!(check_host(bad).is_err(), "{bad}");
         }
     }
@@ -281,9 +325,15 @@ mod tests {
         let r = Resolver::new(["a.test:443:[::1],127.0.0.1".parse().unwrap()], None);
         let (lookups, source) = r.lookups("::1", 1).await.unwrap();
         assert_eq!(source, Source::Literal);
-        assert_eq!((lookups.v6.await.unwrap().len(), lookups.v4.await.unwrap().len()), (1, 0));
+        assert_eq!(
+            (lookups.v6.await.unwrap().len(), lookups.v4.await.unwrap().len()),
+            (1, 0)
+        );
         let (lookups, source) = r.lookups("A.TEST", 443).await.unwrap();
         assert_eq!(source, Source::Override);
-        assert_eq!((lookups.v6.await.unwrap().len(), lookups.v4.await.unwrap().len()), (1, 1));
+        assert_eq!(
+            (lookups.v6.await.unwrap().len(), lookups.v4.await.unwrap().len()),
+            (1, 1)
+        );
     }
 }

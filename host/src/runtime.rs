@@ -54,7 +54,9 @@ impl RunOptions {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        RunOptions { args: args.into_iter().map(Into::into).collect() }
+        RunOptions {
+            args: args.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -93,13 +95,19 @@ pub struct PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl ConnectView for PluginState {
     fn connect(&mut self) -> ConnectCtxView<'_> {
-        ConnectCtxView { ctx: &mut self.connect, table: &mut self.table }
+        ConnectCtxView {
+            ctx: &mut self.connect,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -115,12 +123,20 @@ impl Runtime {
     /// without compiling again.
     pub fn with_cache(dir: &Path) -> Result<Self, Error> {
         if !dir.is_absolute() {
-            return Err(Error::config(format!("the cache directory `{}` must be an absolute path", dir.display())));
+            return Err(Error::config(format!(
+                "the cache directory `{}` must be an absolute path",
+                dir.display()
+            )));
         }
         let mut cache = CacheConfig::new();
         cache.with_directory(dir);
-        let cache = Cache::new(cache)
-            .map_err(|e| wasm_error(ErrorKind::Config, &format!("cannot use cache directory `{}`", dir.display()), e))?;
+        let cache = Cache::new(cache).map_err(|e| {
+            wasm_error(
+                ErrorKind::Config,
+                &format!("cannot use cache directory `{}`", dir.display()),
+                e,
+            )
+        })?;
         let mut config = Config::new();
         config.cache(Some(cache));
         Self::build(config)
@@ -154,8 +170,14 @@ impl Runtime {
             .instantiate_pre(&component)
             .and_then(ClientPre::new)
             .map_err(|e| wasm_error(ErrorKind::Link, &format!("`{shown}` is not a wsgate client plugin"), e))?;
-        let name = path.file_name().map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
-        Ok(Plugin { name, pre, compile_time })
+        let name = path
+            .file_name()
+            .map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
+        Ok(Plugin {
+            name,
+            pre,
+            compile_time,
+        })
     }
 
     /// Runs `plugin` to completion under `config`.
@@ -165,11 +187,19 @@ impl Runtime {
     pub async fn run(&self, plugin: &Plugin, config: ConnectConfig, options: RunOptions) -> Result<Outcome, Error> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stdio().arg(&plugin.name).args(&options.args);
-        let state = PluginState { wasi: wasi.build(), table: ResourceTable::new(), connect: ConnectCtx::new(config) };
+        let state = PluginState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            connect: ConnectCtx::new(config),
+        };
         let mut store = Store::new(&self.engine, state);
 
         let started = Instant::now();
-        let client: Client = plugin.pre.instantiate_async(&mut store).await.map_err(|e| run_error(plugin, e))?;
+        let client: Client = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| run_error(plugin, e))?;
         let instantiate_time = started.elapsed();
 
         let started = Instant::now();
@@ -183,7 +213,11 @@ impl Runtime {
                 None => return Err(run_error(plugin, e)),
             },
         };
-        Ok(Outcome { exit_code, instantiate_time, run_time })
+        Ok(Outcome {
+            exit_code,
+            instantiate_time,
+            run_time,
+        })
     }
 }
 
@@ -214,7 +248,10 @@ fn run_error(plugin: &Plugin, e: wasmtime::Error) -> Error {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return Error::new(ErrorKind::Trap, format!("`{}`: {trap}", plugin.name));
     }
-    Error::new(ErrorKind::Trap, format!("`{}`: {}", plugin.name, first_line(&format!("{e:#}"))))
+    Error::new(
+        ErrorKind::Trap,
+        format!("`{}`: {}", plugin.name, first_line(&format!("{e:#}"))),
+    )
 }
 
 fn first_line(s: &str) -> &str {
@@ -228,8 +265,16 @@ mod tests {
     #[test]
     fn headers_are_told_apart() {
         assert!(check_component_header(b"\0asm\x0d\0\x01\0").is_ok());
-        assert!(check_component_header(b"\0asm\x01\0\0\0").unwrap_err().contains("core WebAssembly module"));
-        assert!(check_component_header(b"\x7fELF\x02\x01\x01\0").unwrap_err().contains("not WebAssembly"));
+        assert!(
+            check_component_header(b"\0asm\x01\0\0\0")
+                .unwrap_err()
+                .contains("core WebAssembly module")
+        );
+        assert!(
+            check_component_header(b"\x7fELF\x02\x01\x01\0")
+                .unwrap_err()
+                .contains("not WebAssembly")
+        );
         assert!(check_component_header(b"\0as").unwrap_err().contains("not WebAssembly"));
     }
 }

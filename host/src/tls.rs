@@ -27,7 +27,10 @@ pub struct TrustRoots {
 
 impl Default for TrustRoots {
     fn default() -> Self {
-        TrustRoots { system: true, ca_files: Vec::new() }
+        TrustRoots {
+            system: true,
+            ca_files: Vec::new(),
+        }
     }
 }
 
@@ -80,12 +83,14 @@ impl TlsClient {
 
 fn add_ca_file(store: &mut RootCertStore, path: &Path) -> Result<(), Error> {
     let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| Error::config(format!("cannot read CA file `{shown}`")).with_source(e))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::config(format!("cannot read CA file `{shown}`")).with_source(e))?;
     let mut added = 0;
     for cert in CertificateDer::pem_slice_iter(&bytes) {
         // pki-types' PEM errors print raw bytes; the file's name and what
         // is wrong with it say enough.
-        let cert = cert.map_err(|e| Error::config(format!("CA file `{shown}` is not valid PEM ({})", pem_problem(&e))))?;
+        let cert =
+            cert.map_err(|e| Error::config(format!("CA file `{shown}` is not valid PEM ({})", pem_problem(&e))))?;
         store
             .add(cert)
             .map_err(|e| Error::config(format!("CA file `{shown}` holds an unusable certificate")).with_source(e))?;
@@ -117,8 +122,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, b"not a certificate\n").unwrap();
-        for (path, why) in [(dir.join("missing.pem"), "cannot read CA file"), (empty, "holds no PEM certificate")] {
-            let roots = TrustRoots { system: false, ca_files: vec![path] };
+        for (path, why) in [
+            (dir.join("missing.pem"), "cannot read CA file"),
+            (empty, "holds no PEM certificate"),
+        ] {
+            let roots = TrustRoots {
+                system: false,
+                ca_files: vec![path],
+            };
             let err = TlsClient::new(&roots).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::Config);
             assert!(err.to_string().contains(why), "{err}");

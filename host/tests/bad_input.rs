@@ -81,7 +81,8 @@ fn plugin_whose_run_fails_exits_1_quietly() {
 #[test]
 fn plugin_importing_what_the_host_does_not_provide() {
     let imports = r#"(import "acme:nope/thing@1.0.0" (instance (export "f" (func))))"#;
-    let line = run_plugin(&component(imports, "i32.const 0"), &[]).assert_one_line_failure("not a wsgate client plugin");
+    let line =
+        run_plugin(&component(imports, "i32.const 0"), &[]).assert_one_line_failure("not a wsgate client plugin");
     assert!(line.contains("acme:nope/thing"), "{line}");
 }
 
@@ -108,7 +109,11 @@ fn missing_plugin_argument() {
 
 #[test]
 fn malformed_resolve() {
-    for (spec, why) in [("wsgate.test:443", "missing field"), ("wsgate.test:99999:127.0.0.1", "bad port"), ("h:443:nope", "bad address")] {
+    for (spec, why) in [
+        ("wsgate.test:443", "missing field"),
+        ("wsgate.test:99999:127.0.0.1", "bad port"),
+        ("h:443:nope", "bad address"),
+    ] {
         let run = wsgate(["run", "--resolve", spec, "x.wasm"]);
         let line = run.assert_one_line_failure(why);
         assert!(line.contains(spec), "{line}");
@@ -121,7 +126,10 @@ fn bad_ca_files() {
     for (text, why) in [
         (&b"no certificate here\n"[..], "holds no PEM certificate"),
         (b"-----BEGIN CERTIFICATE-----\nAAAA\n", "is not valid PEM"),
-        (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "unusable certificate"),
+        (
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "unusable certificate",
+        ),
     ] {
         let path = write_file("ca.pem", text);
         let run = wsgate(["run".as_ref(), "--ca-cert".as_ref(), path.as_os_str(), p.as_os_str()]);
@@ -154,7 +162,10 @@ fn nothing_listening_on_any_address() {
     let resolve = format!("wsgate.test:{port}:[::1],127.0.0.1");
     let line = run_plugin(&plugin("echo-client"), &["--resolve", &resolve, "--", &url, "hi"])
         .assert_one_line_failure("all attempts failed");
-    assert!(line.contains(&format!("[::1]:{port}")) && line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    assert!(
+        line.contains(&format!("[::1]:{port}")) && line.contains(&format!("127.0.0.1:{port}")),
+        "{line}"
+    );
 }
 
 /// echo-client against a plain testbed whose IPv4 side answers the upgrade

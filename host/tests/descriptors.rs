@@ -22,17 +22,39 @@ async fn a_thousand_cancelled_losers_leave_no_descriptor() {
     // IPv6 accepts TCP and never answers TLS; IPv4 is fine. With a 10 ms
     // attempt delay every connect starts both, and cancels IPv6 mid-TLS.
     let tb = testbed(Behaviour::TlsStall, Behaviour::Ok, true);
-    let roots = TrustRoots { system: false, ca_files: vec![tb.ca_path().unwrap().to_owned()] };
+    let roots = TrustRoots {
+        system: false,
+        ca_files: vec![tb.ca_path().unwrap().to_owned()],
+    };
     let tls = TlsClient::new(&roots).unwrap();
-    let config = RaceConfig { attempt_delay: Duration::from_millis(10), ..RaceConfig::default() };
+    let config = RaceConfig {
+        attempt_delay: Duration::from_millis(10),
+        ..RaceConfig::default()
+    };
     // No memory: every connect must race, or IPv4 would go first alone.
     let memory = Arc::new(FamilyMemory::new(Duration::ZERO));
     let addrs: Vec<IpAddr> = vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()];
 
     let connect = |id: u64| {
-        let target = Target { host: "wsgate.test".into(), port: tb.port(), tls: true, first_flight: None, commit: CommitStage::Tls };
-        let dialer = NetDialer::new(Some((tls.connector(&[]), TlsClient::server_name("wsgate.test").unwrap())));
-        Race::new(config, target, dialer, Lookups::ready(&addrs), memory.clone(), RaceLog::new(id, None))
+        let target = Target {
+            host: "wsgate.test".into(),
+            port: tb.port(),
+            tls: true,
+            first_flight: None,
+            commit: CommitStage::Tls,
+        };
+        let dialer = NetDialer::new(Some((
+            tls.connector(&[]),
+            TlsClient::server_name("wsgate.test").unwrap(),
+        )));
+        Race::new(
+            config,
+            target,
+            dialer,
+            Lookups::ready(&addrs),
+            memory.clone(),
+            RaceLog::new(id, None),
+        )
     };
 
     // One connect first, so that lazily opened descriptors (the runtime's,
@@ -47,7 +69,12 @@ async fn a_thousand_cancelled_losers_leave_no_descriptor() {
         let mut race = connect(id);
         let committed = race.next(Instant::now() + Duration::from_secs(10)).await.unwrap();
         assert_eq!(committed.peer.ip().to_string(), "127.0.0.1");
-        let cancels = race.log().events().iter().filter(|e| e.event == EventKind::Cancel).count();
+        let cancels = race
+            .log()
+            .events()
+            .iter()
+            .filter(|e| e.event == EventKind::Cancel)
+            .count();
         assert_eq!(cancels, 1, "connect {id}: the IPv6 attempt is cancelled");
     }
     settle(&tb, 1001).await;

@@ -33,7 +33,9 @@ fn assert_echoed(run: &Run, messages: &[&str]) {
 
 fn race_log(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap();
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
 }
 
 #[test]
@@ -42,14 +44,22 @@ fn wss_by_name_with_both_families_commits_to_ipv6_after_tls() {
     let log = tempdir("log").join("race.jsonl");
     let mut extra = both_families("wsgate.test", tb.port());
     extra.extend(["--race-log".into(), log.display().to_string()]);
-    let run = echo(&tb, &extra, &format!("wss://wsgate.test:{}/chat?room=1", tb.port()), &["hello", "wörld ✓", ""]);
+    let run = echo(
+        &tb,
+        &extra,
+        &format!("wss://wsgate.test:{}/chat?room=1", tb.port()),
+        &["hello", "wörld ✓", ""],
+    );
     assert_echoed(&run, &["hello", "wörld ✓", ""]);
     // One connect, one upgrade, on IPv6 (preferred), none on IPv4.
     assert_eq!((tb.upgrades().v6, tb.upgrades().v4), (1, 0));
 
     let events = race_log(&log);
     let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(names, ["resolve", "resolve", "attempt", "tcp", "tls", "commit", "first-flight"]);
+    assert_eq!(
+        names,
+        ["resolve", "resolve", "attempt", "tcp", "tls", "commit", "first-flight"]
+    );
     let v6 = format!("[::1]:{}", tb.port());
     for e in &events[2..] {
         assert_eq!(e["addr"], v6.as_str(), "{e}");
@@ -88,7 +98,12 @@ fn wss_by_ipv6_literal() {
 fn ws_by_name_and_by_literals() {
     let tb = testbed(Behaviour::Ok, Behaviour::Ok, false);
     let extra = both_families("wsgate.test", tb.port());
-    let run = echo(&tb, &extra, &format!("ws://wsgate.test:{}/", tb.port()), &["plain", "text"]);
+    let run = echo(
+        &tb,
+        &extra,
+        &format!("ws://wsgate.test:{}/", tb.port()),
+        &["plain", "text"],
+    );
     assert_echoed(&run, &["plain", "text"]);
     let run = echo(&tb, &[], &format!("ws://127.0.0.1:{}/", tb.port()), &["v4"]);
     assert_echoed(&run, &["v4"]);
@@ -131,7 +146,12 @@ fn upgrade_503_on_ipv6_falls_back_to_ipv4_with_one_upgrade_per_path() {
     let log = tempdir("log").join("race.jsonl");
     let mut extra = both_families("wsgate.test", tb.port());
     extra.extend(["--race-log".into(), log.display().to_string()]);
-    let run = echo(&tb, &extra, &format!("wss://wsgate.test:{}/", tb.port()), &["after fallback"]);
+    let run = echo(
+        &tb,
+        &extra,
+        &format!("wss://wsgate.test:{}/", tb.port()),
+        &["after fallback"],
+    );
     assert_echoed(&run, &["after fallback"]);
     // The SDK saw 503 on IPv6, gave that connection up, and the host went
     // on to IPv4: one upgrade on each path, never two at once.
@@ -140,7 +160,21 @@ fn upgrade_503_on_ipv6_falls_back_to_ipv4_with_one_upgrade_per_path() {
     let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["resolve", "resolve", "attempt", "tcp", "tls", "commit", "first-flight", "fallback", "attempt", "tcp", "tls", "commit", "first-flight"]
+        [
+            "resolve",
+            "resolve",
+            "attempt",
+            "tcp",
+            "tls",
+            "commit",
+            "first-flight",
+            "fallback",
+            "attempt",
+            "tcp",
+            "tls",
+            "commit",
+            "first-flight"
+        ]
     );
     assert_eq!(events[7]["addr"], format!("[::1]:{}", tb.port()));
     assert_eq!(events[12]["addr"], format!("127.0.0.1:{}", tb.port()));

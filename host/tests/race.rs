@@ -36,7 +36,11 @@ fn run(tb: &TestbedHandle, flags: &[&str], plugin_args: &[&str]) -> (Run, Vec<Va
     let url = format!("{scheme}://wsgate.test:{}/", tb.port());
     let mut plugin_args: Vec<String> = plugin_args.iter().map(|a| a.to_string()).collect();
     // `--connects N` goes before the URL.
-    let at = if plugin_args.first().map(String::as_str) == Some("--connects") { 2 } else { 0 };
+    let at = if plugin_args.first().map(String::as_str) == Some("--connects") {
+        2
+    } else {
+        0
+    };
     plugin_args.insert(at, url);
     args.extend(plugin_args);
     let run = wsgate(args);
@@ -64,7 +68,10 @@ fn connect(events: &[Value], n: u64) -> Vec<(String, f64, String)> {
 }
 
 fn first<'a>(events: &'a [(String, f64, String)], kind: &str) -> &'a (String, f64, String) {
-    events.iter().find(|e| e.0 == kind).unwrap_or_else(|| panic!("no {kind} in {events:?}"))
+    events
+        .iter()
+        .find(|e| e.0 == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {events:?}"))
 }
 
 fn count(events: &[Value], kind: &str) -> usize {
@@ -88,10 +95,16 @@ fn ipv6_blackholed_ipv4_wins_after_an_attempt_delay_then_at_once_from_memory() {
 
     let one = connect(&events, 1);
     assert_eq!(first(&one, "attempt").2, v6(&tb), "IPv6 is tried first");
-    let v4_attempt = one.iter().find(|e| e.0 == "attempt" && e.2 == v4(&tb)).expect("an IPv4 attempt");
+    let v4_attempt = one
+        .iter()
+        .find(|e| e.0 == "attempt" && e.2 == v4(&tb))
+        .expect("an IPv4 attempt");
     assert!(v4_attempt.1 >= 250.0, "IPv4 starts one attempt delay later: {one:?}");
     assert_eq!(first(&one, "commit").2, v4(&tb));
-    assert!(one.iter().any(|e| e.0 == "cancel" && e.2 == v6(&tb)), "the IPv6 attempt is cancelled: {one:?}");
+    assert!(
+        one.iter().any(|e| e.0 == "cancel" && e.2 == v6(&tb)),
+        "the IPv6 attempt is cancelled: {one:?}"
+    );
 
     // The second connect goes straight to the address that won.
     let two = connect(&events, 2);
@@ -121,7 +134,10 @@ fn ipv6_tls_stalled_commit_at_tls_wins_on_ipv4() {
     let (run, events) = run(&tb, &["--cancel-after", "tls"], &["hi"]);
     assert_eq!(run.code, Some(0), "{run:?}");
     let one = connect(&events, 1);
-    assert!(one.iter().any(|e| e.0 == "tcp" && e.2 == v6(&tb)), "IPv6 TCP is up: {one:?}");
+    assert!(
+        one.iter().any(|e| e.0 == "tcp" && e.2 == v6(&tb)),
+        "IPv6 TCP is up: {one:?}"
+    );
     assert_eq!(first(&one, "commit").2, v4(&tb));
     assert!(one.iter().any(|e| e.0 == "cancel" && e.2 == v6(&tb)), "{one:?}");
     assert_eq!((tb.upgrades().v6, tb.upgrades().v4), (0, 1));
@@ -149,19 +165,34 @@ fn ipv6_tls_stalled_commit_at_tcp_waits_for_the_tls_timeout() {
 
 fn slow_testbed(v6: Behaviour, v4: Behaviour) -> TestbedHandle {
     let dir = tempdir("testbed");
-    spawn_in_thread(Config { v6, v4, tls: true, cert_dir: Some(dir), slow_upgrade: Duration::from_millis(40), ..Config::default() })
-        .expect("start testbed")
+    spawn_in_thread(Config {
+        v6,
+        v4,
+        tls: true,
+        cert_dir: Some(dir),
+        slow_upgrade: Duration::from_millis(40),
+        ..Config::default()
+    })
+    .expect("start testbed")
 }
 
 #[test]
 fn both_slow_tls_and_tcp_send_one_upgrade_per_connect() {
     for stage in ["tls", "tcp"] {
         let tb = slow_testbed(Behaviour::SlowUpgrade, Behaviour::SlowUpgrade);
-        let (run, events) = run(&tb, &["--cancel-after", stage, "--attempt-delay", "10"], &["--connects", "50", "x"]);
+        let (run, events) = run(
+            &tb,
+            &["--cancel-after", stage, "--attempt-delay", "10"],
+            &["--connects", "50", "x"],
+        );
         assert_eq!(run.code, Some(0), "{stage}: {run:?}");
         assert_eq!(run.lines().len(), 50);
         let upgrades = tb.upgrades();
-        assert_eq!(upgrades.v6 + upgrades.v4, 50, "{stage}: exactly one upgrade per connect: {upgrades:?}");
+        assert_eq!(
+            upgrades.v6 + upgrades.v4,
+            50,
+            "{stage}: exactly one upgrade per connect: {upgrades:?}"
+        );
         assert_eq!(count(&events, "first-flight"), 50, "{stage}");
     }
 }
@@ -169,14 +200,27 @@ fn both_slow_tls_and_tcp_send_one_upgrade_per_connect() {
 #[test]
 fn both_slow_response_reports_every_first_flight_the_servers_saw() {
     let tb = slow_testbed(Behaviour::SlowUpgrade, Behaviour::SlowUpgrade);
-    let (run, events) = run(&tb, &["--cancel-after", "response", "--attempt-delay", "10"], &["--connects", "20", "x"]);
+    let (run, events) = run(
+        &tb,
+        &["--cancel-after", "response", "--attempt-delay", "10"],
+        &["--connects", "20", "x"],
+    );
     assert_eq!(run.code, Some(0), "{run:?}");
     let upgrades = tb.upgrades();
     // Both paths are ready within the slow upgrade, so both get the
     // upgrade: the duplicates the `response` stage exists to show.
-    assert_eq!(count(&events, "first-flight") as u64, upgrades.v6 + upgrades.v4, "{upgrades:?}");
+    assert_eq!(
+        count(&events, "first-flight") as u64,
+        upgrades.v6 + upgrades.v4,
+        "{upgrades:?}"
+    );
     assert!(upgrades.v6 + upgrades.v4 > 20, "duplicates are sent: {upgrades:?}");
-    assert!(events.iter().filter(|e| e["event"] == "commit").all(|e| e["stage"] == "response"));
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "commit")
+            .all(|e| e["stage"] == "response")
+    );
 }
 
 #[test]
@@ -208,8 +252,11 @@ fn dns_resolution_delay_starts_on_a_then_late_aaaa_joins() {
     let log = std::path::PathBuf::from(&args[9]);
     let run = wsgate(args);
     run.assert_one_line_failure("timed out");
-    let events: Vec<Value> =
-        std::fs::read_to_string(log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<Value> = std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let one = connect(&events, 1);
     let resolves: Vec<&(String, f64, String)> = one.iter().filter(|e| e.0 == "resolve").collect();
     assert_eq!(resolves.len(), 2, "{one:?}");
@@ -222,7 +269,10 @@ fn dns_resolution_delay_starts_on_a_then_late_aaaa_joins() {
     assert_eq!(attempts[1].2, v6(&tb), "{one:?}");
     assert!(attempts[1].1 >= resolves[1].1, "{one:?}");
     let queries = dns.queries();
-    assert!(queries.iter().any(|q| q.1 == "AAAA") && queries.iter().any(|q| q.1 == "A"), "{queries:?}");
+    assert!(
+        queries.iter().any(|q| q.1 == "AAAA") && queries.iter().any(|q| q.1 == "A"),
+        "{queries:?}"
+    );
 }
 
 #[test]

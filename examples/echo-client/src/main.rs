@@ -51,7 +51,9 @@ fn echo(url: &str, messages: &[String]) -> Result<(), Error> {
                 Message::Ping(_) | Message::Pong(_) => continue,
                 Message::Close(frame) => {
                     let why = frame.map_or_else(|| "no status".to_owned(), |f| format!("{} {}", f.code, f.reason));
-                    return Err(Error::connect(format!("the server closed the connection before the echo ({why})")));
+                    return Err(Error::connect(format!(
+                        "the server closed the connection before the echo ({why})"
+                    )));
                 }
             }
         };

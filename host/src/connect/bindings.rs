@@ -10,16 +10,16 @@
 // the rest (trait plumbing, indices) has nothing to add.
 #[allow(missing_docs)]
 mod generated {
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "wsgate:connect/client",
-    imports: { default: async | trappable },
-    exports: { default: async },
-    with: {
-        "wasi": wasmtime_wasi::p2::bindings,
-        "wsgate:connect/types.connection": crate::connect::Connection,
-    },
-});
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "wsgate:connect/client",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "wasi": wasmtime_wasi::p2::bindings,
+            "wsgate:connect/types.connection": crate::connect::Connection,
+        },
+    });
 }
 
 pub use generated::wsgate::connect::types;

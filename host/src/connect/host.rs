@@ -3,8 +3,8 @@
 
 use super::bindings::types::{self, AttemptStage as WitStage, ConnectError as WitError, ConnectOptions};
 use super::{ConnectConfig, ConnectCtxView, Connection};
-use crate::race::{AttemptStage, CommitStage, Committed, ConnectError, NetDialer, Race, Target, Transport};
 use crate::race::Replay;
+use crate::race::{AttemptStage, CommitStage, Committed, ConnectError, NetDialer, Race, Target, Transport};
 use crate::report::{EventKind, RaceLog};
 use crate::tls::TlsClient;
 use std::time::Duration;
@@ -34,7 +34,10 @@ impl types::Host for ConnectCtxView<'_> {
 }
 
 impl types::HostConnection for ConnectCtxView<'_> {
-    async fn input(&mut self, this: Resource<Connection>) -> wasmtime::Result<Result<Resource<DynInputStream>, WitError>> {
+    async fn input(
+        &mut self,
+        this: Resource<Connection>,
+    ) -> wasmtime::Result<Result<Resource<DynInputStream>, WitError>> {
         let connection = self.table.get_mut(&this)?;
         let Some(reader) = connection.reader.take() else {
             return Ok(Err(WitError::Invalid("the input stream was already taken".into())));
@@ -43,7 +46,10 @@ impl types::HostConnection for ConnectCtxView<'_> {
         Ok(Ok(self.table.push_child(stream, &this)?))
     }
 
-    async fn output(&mut self, this: Resource<Connection>) -> wasmtime::Result<Result<Resource<DynOutputStream>, WitError>> {
+    async fn output(
+        &mut self,
+        this: Resource<Connection>,
+    ) -> wasmtime::Result<Result<Resource<DynOutputStream>, WitError>> {
         let connection = self.table.get_mut(&this)?;
         let Some(writer) = connection.writer.take() else {
             return Ok(Err(WitError::Invalid("the output stream was already taken".into())));
@@ -69,11 +75,19 @@ impl types::HostConnection for ConnectCtxView<'_> {
             .collect())
     }
 
-    async fn fallback(&mut self, this: Resource<Connection>) -> wasmtime::Result<Result<Resource<Connection>, WitError>> {
+    async fn fallback(
+        &mut self,
+        this: Resource<Connection>,
+    ) -> wasmtime::Result<Result<Resource<Connection>, WitError>> {
         // Deleting fails while the plugin still holds the streams: it must
         // let go of them before it gives the connection up. That is a bug in
         // the plugin, and traps.
-        let Connection { peer, reader, writer, mut race } = self.table.delete(this)?;
+        let Connection {
+            peer,
+            reader,
+            writer,
+            mut race,
+        } = self.table.delete(this)?;
         // Close the abandoned path before trying the next one.
         drop((reader, writer));
         let config = self.ctx.config.clone();
@@ -92,7 +106,12 @@ impl types::HostConnection for ConnectCtxView<'_> {
 }
 
 /// A connect, from the plugin's request to a committed [`Connection`].
-async fn open(config: &ConnectConfig, host: String, port: u16, options: ConnectOptions) -> Result<Connection, ConnectError> {
+async fn open(
+    config: &ConnectConfig,
+    host: String,
+    port: u16,
+    options: ConnectOptions,
+) -> Result<Connection, ConnectError> {
     let started = Instant::now();
     crate::resolve::check_host(&host).map_err(ConnectError::Invalid)?;
     if port == 0 {
@@ -118,7 +137,11 @@ async fn open(config: &ConnectConfig, host: String, port: u16, options: ConnectO
     // The operator's stage, by default after TLS for TLS targets (a path
     // whose TLS stalls must not win) and after TCP otherwise. A plugin may
     // ask for an earlier one, never a later one.
-    let default = if tls.is_some() { CommitStage::Tls } else { CommitStage::Tcp };
+    let default = if tls.is_some() {
+        CommitStage::Tls
+    } else {
+        CommitStage::Tcp
+    };
     let allowed = config.inner.cancel_after.unwrap_or(default);
     let requested = options.cancel_after.map(|s| match s {
         types::CommitStage::Tcp => CommitStage::Tcp,
@@ -126,7 +149,13 @@ async fn open(config: &ConnectConfig, host: String, port: u16, options: ConnectO
         types::CommitStage::Response => CommitStage::Response,
     });
     let commit_at = requested.map_or(allowed, |r| r.min(allowed));
-    let target = Target { host, port, tls: tls.is_some(), first_flight: options.first_flight, commit: commit_at };
+    let target = Target {
+        host,
+        port,
+        tls: tls.is_some(),
+        first_flight: options.first_flight,
+        commit: commit_at,
+    };
 
     let log = RaceLog::new(config.next_connect_id(), config.inner.race_log.clone());
     let (lookups, _source) = tokio::time::timeout_at(deadline, config.inner.resolver.lookups(&target.host, port))
@@ -158,14 +187,22 @@ fn connection(config: &ConnectConfig, race: Race, committed: Committed<Transport
         ));
     }
     let (reader, writer) = tokio::io::split(committed.stream);
-    Connection { peer: committed.peer, reader: Some(Replay::new(committed.prefix, reader)), writer: Some(writer), race }
+    Connection {
+        peer: committed.peer,
+        reader: Some(Replay::new(committed.prefix, reader)),
+        writer: Some(writer),
+        race,
+    }
 }
 
 /// ALPN protocol names as TLS carries them: each 1 to 255 bytes, the list
 /// at most 65535 bytes on the wire (RFC 7301 §3.1).
 fn check_alpn(alpn: &[String]) -> Result<(), ConnectError> {
     if let Some(bad) = alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
-        return Err(ConnectError::Invalid(format!("ALPN protocol name of {} bytes (1 to 255 allowed)", bad.len())));
+        return Err(ConnectError::Invalid(format!(
+            "ALPN protocol name of {} bytes (1 to 255 allowed)",
+            bad.len()
+        )));
     }
     if alpn.iter().map(|p| p.len() + 1).sum::<usize>() > 65535 {
         return Err(ConnectError::Invalid("ALPN list longer than 65535 bytes".into()));

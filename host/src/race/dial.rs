@@ -54,7 +54,10 @@ impl Dialer for NetDialer {
     async fn tls(&self, _addr: SocketAddr, stream: Transport) -> io::Result<Transport> {
         match (stream, &self.tls) {
             (Transport::Tcp(tcp), Some((connector, name))) => {
-                let tls = connector.connect(name.clone(), tcp).await.map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
                 Ok(Transport::Tls(Box::new(tls)))
             }
             (stream, None) => Ok(stream),

@@ -208,19 +208,28 @@ impl RaceConfig {
             ));
         }
         if self.resolution_delay > MAX_ATTEMPT_DELAY {
-            return Err(format!("resolution delay {} ms is above 2000 ms", self.resolution_delay.as_millis()));
+            return Err(format!(
+                "resolution delay {} ms is above 2000 ms",
+                self.resolution_delay.as_millis()
+            ));
         }
         if !(1..=64).contains(&self.max_in_flight) {
             return Err(format!("{} attempts in flight is outside 1..=64", self.max_in_flight));
         }
         if !(1..=64).contains(&self.first_family_count) {
-            return Err(format!("first address family count {} is outside 1..=64", self.first_family_count));
+            return Err(format!(
+                "first address family count {} is outside 1..=64",
+                self.first_family_count
+            ));
         }
         if self.tls_timeout.is_zero() {
             return Err("the TLS timeout must be above zero".into());
         }
         if !(256..=1024 * 1024).contains(&self.max_response_head) {
-            return Err(format!("response head cap {} is outside 256..=1048576 bytes", self.max_response_head));
+            return Err(format!(
+                "response head cap {} is outside 256..=1048576 bytes",
+                self.max_response_head
+            ));
         }
         Ok(())
     }
@@ -256,9 +265,18 @@ pub struct Lookups {
 impl Lookups {
     /// Lookups already answered with `ips` (IP literals, overrides).
     pub fn ready(ips: &[IpAddr]) -> Self {
-        let v6: Vec<Ipv6Addr> = ips.iter().filter_map(|ip| if let IpAddr::V6(a) = ip { Some(*a) } else { None }).collect();
-        let v4: Vec<Ipv4Addr> = ips.iter().filter_map(|ip| if let IpAddr::V4(a) = ip { Some(*a) } else { None }).collect();
-        Lookups { v6: Box::pin(async move { Ok(v6) }), v4: Box::pin(async move { Ok(v4) }) }
+        let v6: Vec<Ipv6Addr> = ips
+            .iter()
+            .filter_map(|ip| if let IpAddr::V6(a) = ip { Some(*a) } else { None })
+            .collect();
+        let v4: Vec<Ipv4Addr> = ips
+            .iter()
+            .filter_map(|ip| if let IpAddr::V4(a) = ip { Some(*a) } else { None })
+            .collect();
+        Lookups {
+            v6: Box::pin(async move { Ok(v6) }),
+            v4: Box::pin(async move { Ok(v4) }),
+        }
     }
 }
 
@@ -290,8 +308,17 @@ enum Progress {
 
 /// How an attempt ended.
 enum Outcome<S> {
-    Ready { addr: SocketAddr, stream: S, prefix: Vec<u8> },
-    Failed { addr: SocketAddr, stage: AttemptStage, error: String, at: Instant },
+    Ready {
+        addr: SocketAddr,
+        stream: S,
+        prefix: Vec<u8>,
+    },
+    Failed {
+        addr: SocketAddr,
+        stage: AttemptStage,
+        error: String,
+        at: Instant,
+    },
 }
 
 /// An attempt that reached the commit stage after the winner: kept open,
@@ -464,18 +491,31 @@ impl<D: Dialer> Race<D> {
     /// Gives up the committed connection to `peer` (the plugin's fallback)
     /// and returns the next candidate: a parked attempt at once if one is
     /// still open, else whatever the race, resumed, commits to next.
-    pub async fn fallback(&mut self, peer: SocketAddr, deadline: Instant) -> Result<Committed<D::Stream>, ConnectError> {
+    pub async fn fallback(
+        &mut self,
+        peer: SocketAddr,
+        deadline: Instant,
+    ) -> Result<Committed<D::Stream>, ConnectError> {
         let stage = match (&self.target.first_flight, self.target.tls) {
             (Some(_), _) => AttemptStage::FirstFlight,
             (None, true) => AttemptStage::Tls,
             (None, false) => AttemptStage::Tcp,
         };
         self.log.push(EventKind::Fallback, Some(peer), None, None);
-        self.failures.push(AttemptFailure { addr: peer, stage, error: "given up by the plugin".into() });
+        self.failures.push(AttemptFailure {
+            addr: peer,
+            stage,
+            error: "given up by the plugin".into(),
+        });
         while let Some(parked) = self.parked.pop_front() {
             let addr = parked.addr;
             if let Some(stream) = parked.take() {
-                self.log.push(EventKind::Commit, Some(addr), Some(self.target.commit.as_str()), Some("parked".into()));
+                self.log.push(
+                    EventKind::Commit,
+                    Some(addr),
+                    Some(self.target.commit.as_str()),
+                    Some("parked".into()),
+                );
                 return self.finish(addr, stream, Vec::new()).await;
             }
         }
@@ -567,11 +607,18 @@ impl<D: Dialer> Race<D> {
                 (addr, AttemptStage::Tls)
             }
             Progress::FirstFlight(addr, at, len) => {
-                self.log.push_at(at, EventKind::FirstFlight, Some(addr), None, Some(format!("{len} bytes")));
+                self.log.push_at(
+                    at,
+                    EventKind::FirstFlight,
+                    Some(addr),
+                    None,
+                    Some(format!("{len} bytes")),
+                );
                 (addr, AttemptStage::FirstFlight)
             }
             Progress::Response(addr, at, status) => {
-                self.log.push_at(at, EventKind::Response, Some(addr), None, Some(status));
+                self.log
+                    .push_at(at, EventKind::Response, Some(addr), None, Some(status));
                 (addr, AttemptStage::Response)
             }
         };
@@ -582,20 +629,31 @@ impl<D: Dialer> Race<D> {
 
     /// Whether `addr` is the attempt started last.
     fn is_latest(&self, addr: SocketAddr) -> bool {
-        self.log.events().iter().rev().find(|e| e.event == EventKind::Attempt).and_then(|e| e.addr) == Some(addr)
+        self.log
+            .events()
+            .iter()
+            .rev()
+            .find(|e| e.event == EventKind::Attempt)
+            .and_then(|e| e.addr)
+            == Some(addr)
     }
 
     fn on_answer(&mut self, family: usize, answer: Result<Vec<IpAddr>, String>) {
         let now = Instant::now();
         self.answered_at[family] = Some(now);
         let kind = if family == 0 { "AAAA" } else { "A" };
-        if family == 0 { self.v6_lookup = None } else { self.v4_lookup = None }
+        if family == 0 {
+            self.v6_lookup = None
+        } else {
+            self.v4_lookup = None
+        }
         let detail = match answer {
             Ok(ips) if ips.is_empty() => format!("{kind}: no address"),
             Ok(ips) => {
                 self.found_any = true;
                 let listed: Vec<String> = ips.iter().map(ToString::to_string).collect();
-                self.candidates.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, self.target.port)));
+                self.candidates
+                    .extend(ips.into_iter().map(|ip| SocketAddr::new(ip, self.target.port)));
                 format!("{kind}: {}", listed.join(", "))
             }
             Err(e) => {
@@ -631,7 +689,8 @@ impl<D: Dialer> Race<D> {
     }
 
     fn record_failure(&mut self, addr: SocketAddr, stage: AttemptStage, error: String, at: Instant) {
-        self.log.push_at(at, EventKind::Failed, Some(addr), None, Some(error.clone()));
+        self.log
+            .push_at(at, EventKind::Failed, Some(addr), None, Some(error.clone()));
         self.failures.push(AttemptFailure { addr, stage, error });
         // RFC 8305 §5: when an attempt fails, the next one starts at once.
         self.next_start = self.next_start.min(at);
@@ -650,7 +709,8 @@ impl<D: Dialer> Race<D> {
     ) -> Result<Option<Committed<D::Stream>>, ConnectError> {
         let stage = self.target.commit;
         let detail = (stage == CommitStage::Response).then(|| format!("{} first flights sent", self.first_flights()));
-        self.log.push(EventKind::Commit, Some(addr), Some(stage.as_str()), detail);
+        self.log
+            .push(EventKind::Commit, Some(addr), Some(stage.as_str()), detail);
         self.settle_others(stage != CommitStage::Response).await;
 
         let stream = if stage == CommitStage::Tcp && self.target.tls {
@@ -665,7 +725,12 @@ impl<D: Dialer> Race<D> {
                     return Ok(None);
                 }
                 Err(_) => {
-                    self.record_failure(addr, AttemptStage::Tcp, "TLS handshake timed out".into(), Instant::now());
+                    self.record_failure(
+                        addr,
+                        AttemptStage::Tcp,
+                        "TLS handshake timed out".into(),
+                        Instant::now(),
+                    );
                     return Ok(None);
                 }
             }
@@ -677,7 +742,12 @@ impl<D: Dialer> Race<D> {
 
     /// The first flight on the committed stream (not at the `response`
     /// stage: it went out already), and the memory of the winner.
-    async fn finish(&mut self, addr: SocketAddr, mut stream: D::Stream, prefix: Vec<u8>) -> Result<Committed<D::Stream>, ConnectError> {
+    async fn finish(
+        &mut self,
+        addr: SocketAddr,
+        mut stream: D::Stream,
+        prefix: Vec<u8>,
+    ) -> Result<Committed<D::Stream>, ConnectError> {
         if self.target.commit != CommitStage::Response
             && let Some(flight) = &self.target.first_flight
         {
@@ -688,14 +758,27 @@ impl<D: Dialer> Race<D> {
             if let Err(e) = written.await {
                 // Part of the first flight may have reached the server:
                 // sending it on another path would send it twice.
-                let stage = if self.target.tls { AttemptStage::Tls } else { AttemptStage::Tcp };
+                let stage = if self.target.tls {
+                    AttemptStage::Tls
+                } else {
+                    AttemptStage::Tcp
+                };
                 self.record_failure(addr, stage, format!("writing the first flight: {e}"), Instant::now());
                 return Err(ConnectError::AllAttemptsFailed(self.failures.clone()));
             }
-            self.log.push(EventKind::FirstFlight, Some(addr), None, Some(format!("{} bytes", flight.len())));
+            self.log.push(
+                EventKind::FirstFlight,
+                Some(addr),
+                None,
+                Some(format!("{} bytes", flight.len())),
+            );
         }
         self.memory.remember(&self.target.host, self.target.port, addr);
-        Ok(Committed { peer: addr, stream, prefix })
+        Ok(Committed {
+            peer: addr,
+            stream,
+            prefix,
+        })
     }
 
     /// Cancels every attempt in flight and waits until each is gone (its
@@ -732,7 +815,12 @@ impl<D: Dialer> Race<D> {
 
     fn park(&mut self, addr: SocketAddr, stream: D::Stream) {
         let grace = self.config.park_grace;
-        self.log.push(EventKind::Park, Some(addr), None, Some(format!("{} ms", grace.as_millis())));
+        self.log.push(
+            EventKind::Park,
+            Some(addr),
+            None,
+            Some(format!("{} ms", grace.as_millis())),
+        );
         let slot = Arc::new(Mutex::new(Some(stream)));
         let held = slot.clone();
         let expiry = tokio::spawn(async move {
@@ -745,19 +833,30 @@ impl<D: Dialer> Race<D> {
     }
 
     fn first_flights(&self) -> usize {
-        self.log.events().iter().filter(|e| e.event == EventKind::FirstFlight).count()
+        self.log
+            .events()
+            .iter()
+            .filter(|e| e.event == EventKind::FirstFlight)
+            .count()
     }
 
     /// The error for a race with nothing left to try.
     fn exhausted(&self) -> ConnectError {
         if !self.found_any && self.failures.is_empty() {
-            let why = if self.resolve_errors.is_empty() { "no address".to_owned() } else { self.resolve_errors.join("; ") };
+            let why = if self.resolve_errors.is_empty() {
+                "no address".to_owned()
+            } else {
+                self.resolve_errors.join("; ")
+            };
             return ConnectError::Dns(format!("cannot resolve `{}`: {why}", self.target.host));
         }
         // The path works but the server's identity does not: TLS.
         let tls_only = !self.failures.is_empty()
             && self.target.tls
-            && self.failures.iter().all(|f| f.stage == AttemptStage::Tcp && f.error.starts_with("TLS:"));
+            && self
+                .failures
+                .iter()
+                .all(|f| f.stage == AttemptStage::Tcp && f.error.starts_with("TLS:"));
         if tls_only {
             return ConnectError::Tls(self.failures[0].error.trim_start_matches("TLS: ").to_owned());
         }
@@ -793,7 +892,12 @@ async fn attempt<D: Dialer>(
     progress: mpsc::UnboundedSender<Progress>,
 ) -> Outcome<D::Stream> {
     let mut stage = AttemptStage::Started;
-    let failed = |stage, error: String| Outcome::Failed { addr, stage, error, at: Instant::now() };
+    let failed = |stage, error: String| Outcome::Failed {
+        addr,
+        stage,
+        error,
+        at: Instant::now(),
+    };
     let mut stream = match dialer.tcp(addr).await {
         Ok(s) => s,
         Err(e) => return failed(stage, e.to_string()),
@@ -841,7 +945,10 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, max: usize) 
     loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before a complete response head"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before a complete response head",
+            ));
         }
         // Look for the end of the head only where it can be: in the new
         // bytes and the three before them.
@@ -849,11 +956,18 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, max: usize) 
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = buf[from..].windows(4).position(|w| w == b"\r\n\r\n") {
             let head_end = from + end + 4;
-            let status = String::from_utf8_lossy(&buf[..head_end]).lines().next().unwrap_or_default().to_owned();
+            let status = String::from_utf8_lossy(&buf[..head_end])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             return Ok((buf, status));
         }
         if buf.len() > max {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("response head over {max} bytes")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("response head over {max} bytes"),
+            ));
         }
     }
 }

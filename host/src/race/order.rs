@@ -92,7 +92,11 @@ impl Candidates {
             self.preferred_taken += 1;
         }
         self.last_was_v6 = Some(take_v6);
-        if take_v6 { self.v6.pop_front() } else { self.v4.pop_front() }
+        if take_v6 {
+            self.v6.pop_front()
+        } else {
+            self.v4.pop_front()
+        }
     }
 }
 
@@ -112,7 +116,10 @@ const MEMORY_CAPACITY: usize = 4096;
 impl FamilyMemory {
     /// A memory whose entries last `ttl`.
     pub fn new(ttl: Duration) -> Self {
-        FamilyMemory { ttl, winners: Mutex::new(HashMap::new()) }
+        FamilyMemory {
+            ttl,
+            winners: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The address that last won for `host:port`, if recent enough.
@@ -179,7 +186,11 @@ mod tests {
     #[test]
     fn late_answers_join_in_their_place() {
         let mut c = Candidates::new(1, None);
-        c.extend(ips(&["192.0.2.1", "192.0.2.2"]).into_iter().map(|ip| SocketAddr::new(ip, 1)));
+        c.extend(
+            ips(&["192.0.2.1", "192.0.2.2"])
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 1)),
+        );
         assert_eq!(c.pick().unwrap().ip().to_string(), "192.0.2.1");
         // AAAA answers late: IPv6 is still preferred.
         c.extend(ips(&["2001:db8::1"]).into_iter().map(|ip| SocketAddr::new(ip, 1)));

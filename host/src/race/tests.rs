@@ -29,7 +29,10 @@ impl Step {
             }
             Step::FailAfter(d) => {
                 tokio::time::sleep(d).await;
-                Err(io::Error::new(io::ErrorKind::ConnectionRefused, format!("{what} refused")))
+                Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("{what} refused"),
+                ))
             }
             Step::Never => std::future::pending().await,
         }
@@ -46,10 +49,18 @@ struct Plan {
 }
 
 fn ok(tcp_ms: u64, tls_ms: u64) -> Plan {
-    Plan { tcp: Step::After(Duration::from_millis(tcp_ms)), tls: Step::After(Duration::from_millis(tls_ms)), respond_after: Some(Duration::ZERO) }
+    Plan {
+        tcp: Step::After(Duration::from_millis(tcp_ms)),
+        tls: Step::After(Duration::from_millis(tls_ms)),
+        respond_after: Some(Duration::ZERO),
+    }
 }
 
-const BLACKHOLE: Plan = Plan { tcp: Step::Never, tls: Step::Never, respond_after: None };
+const BLACKHOLE: Plan = Plan {
+    tcp: Step::Never,
+    tls: Step::Never,
+    respond_after: None,
+};
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -67,7 +78,10 @@ struct Script {
 
 impl Script {
     fn new(plans: &[(SocketAddr, Plan)]) -> Self {
-        Script { plans: Arc::new(plans.iter().copied().collect()), shared: Arc::default() }
+        Script {
+            plans: Arc::new(plans.iter().copied().collect()),
+            shared: Arc::default(),
+        }
     }
 
     /// What `addr`'s server has received, once the in-memory servers have
@@ -76,7 +90,13 @@ impl Script {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        self.shared.received.lock().unwrap().get(&addr).cloned().unwrap_or_default()
+        self.shared
+            .received
+            .lock()
+            .unwrap()
+            .get(&addr)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn open(&self) -> usize {
@@ -99,13 +119,21 @@ impl Drop for ScriptStream {
 }
 
 impl AsyncRead for ScriptStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut ReadBuf<'_>) -> std::task::Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ScriptStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
@@ -146,11 +174,18 @@ impl Dialer for Script {
                 }
             }
         });
-        Ok(ScriptStream { inner: client, shared: self.shared.clone() })
+        Ok(ScriptStream {
+            inner: client,
+            shared: self.shared.clone(),
+        })
     }
 
     async fn tls(&self, addr: SocketAddr, stream: ScriptStream) -> io::Result<ScriptStream> {
-        self.plans[&addr].tls.run("TLS").await.map_err(|e| io::Error::other(format!("TLS: {e}")))?;
+        self.plans[&addr]
+            .tls
+            .run("TLS")
+            .await
+            .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
         Ok(stream)
     }
 }
@@ -176,19 +211,53 @@ fn lookups(v6s: &[SocketAddr], v6_after: Option<u64>, v4s: &[SocketAddr], v4_aft
             }
         })
     }
-    let six = v6s.iter().map(|a| match a.ip() { IpAddr::V6(ip) => ip, _ => unreachable!() }).collect();
-    let four = v4s.iter().map(|a| match a.ip() { IpAddr::V4(ip) => ip, _ => unreachable!() }).collect();
-    Lookups { v6: family(six, v6_after), v4: family(four, v4_after) }
+    let six = v6s
+        .iter()
+        .map(|a| match a.ip() {
+            IpAddr::V6(ip) => ip,
+            _ => unreachable!(),
+        })
+        .collect();
+    let four = v4s
+        .iter()
+        .map(|a| match a.ip() {
+            IpAddr::V4(ip) => ip,
+            _ => unreachable!(),
+        })
+        .collect();
+    Lookups {
+        v6: family(six, v6_after),
+        v4: family(four, v4_after),
+    }
 }
 
 const FLIGHT: &[u8] = b"GET / HTTP/1.1\r\nHost: wsgate.test\r\n\r\n";
 
 fn target(commit: CommitStage) -> Target {
-    Target { host: "wsgate.test".into(), port: 443, tls: true, first_flight: Some(FLIGHT.to_vec()), commit }
+    Target {
+        host: "wsgate.test".into(),
+        port: 443,
+        tls: true,
+        first_flight: Some(FLIGHT.to_vec()),
+        commit,
+    }
 }
 
-fn race(config: RaceConfig, commit: CommitStage, script: &Script, lookups: Lookups, memory: &Arc<FamilyMemory>) -> Race<Script> {
-    Race::new(config, target(commit), script.clone(), lookups, memory.clone(), RaceLog::new(1, None))
+fn race(
+    config: RaceConfig,
+    commit: CommitStage,
+    script: &Script,
+    lookups: Lookups,
+    memory: &Arc<FamilyMemory>,
+) -> Race<Script> {
+    Race::new(
+        config,
+        target(commit),
+        script.clone(),
+        lookups,
+        memory.clone(),
+        RaceLog::new(1, None),
+    )
 }
 
 fn memory() -> Arc<FamilyMemory> {
@@ -197,7 +266,12 @@ fn memory() -> Arc<FamilyMemory> {
 
 /// The `(t_ms, address)` of every event of `kind`.
 fn events<D: Dialer>(race: &Race<D>, kind: EventKind) -> Vec<(u64, Option<SocketAddr>)> {
-    race.log().events().iter().filter(|e| e.event == kind).map(|e| (e.t_ms.round() as u64, e.addr)).collect()
+    race.log()
+        .events()
+        .iter()
+        .filter(|e| e.event == kind)
+        .map(|e| (e.t_ms.round() as u64, e.addr))
+        .collect()
 }
 
 fn deadline(ms: u64) -> Instant {
@@ -206,14 +280,31 @@ fn deadline(ms: u64) -> Instant {
 
 #[tokio::test(start_paused = true)]
 async fn attempts_are_staggered_interleaved_and_capped() {
-    let script = Script::new(&[(v6(1), BLACKHOLE), (v6(2), BLACKHOLE), (v6(3), BLACKHOLE), (v4(1), BLACKHOLE), (v4(2), BLACKHOLE)]);
+    let script = Script::new(&[
+        (v6(1), BLACKHOLE),
+        (v6(2), BLACKHOLE),
+        (v6(3), BLACKHOLE),
+        (v4(1), BLACKHOLE),
+        (v4(2), BLACKHOLE),
+    ]);
     let config = RaceConfig::default();
-    let mut r = race(config, CommitStage::Tls, &script, lookups(&[v6(1), v6(2), v6(3)], Some(0), &[v4(1), v4(2)], Some(0)), &memory());
+    let mut r = race(
+        config,
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1), v6(2), v6(3)], Some(0), &[v4(1), v4(2)], Some(0)),
+        &memory(),
+    );
     assert!(matches!(r.next(deadline(3000)).await, Err(ConnectError::Timeout)));
     // 250 ms apart, IPv6 first then alternating, at most 4 in flight.
     assert_eq!(
         events(&r, EventKind::Attempt),
-        [(0, Some(v6(1))), (250, Some(v4(1))), (500, Some(v6(2))), (750, Some(v4(2)))]
+        [
+            (0, Some(v6(1))),
+            (250, Some(v4(1))),
+            (500, Some(v6(2))),
+            (750, Some(v4(2)))
+        ]
     );
     // At the deadline every attempt is cancelled and its socket dropped.
     assert_eq!(events(&r, EventKind::Cancel).len(), 4);
@@ -223,9 +314,18 @@ async fn attempts_are_staggered_interleaved_and_capped() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_attempt_starts_the_next_at_once() {
-    let refused = Plan { tcp: Step::FailAfter(20 * MS), ..BLACKHOLE };
+    let refused = Plan {
+        tcp: Step::FailAfter(20 * MS),
+        ..BLACKHOLE
+    };
     let script = Script::new(&[(v6(1), refused), (v4(1), ok(5, 5))]);
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)), &memory());
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+        &memory(),
+    );
     let c = r.next(deadline(10_000)).await.unwrap();
     assert_eq!(c.peer, v4(1));
     assert_eq!(events(&r, EventKind::Attempt), [(0, Some(v6(1))), (20, Some(v4(1)))]);
@@ -238,13 +338,31 @@ async fn resolution_delay_waits_for_aaaa_then_late_answers_join() {
     // A at 10 ms, AAAA at 100 ms: the race starts on A after the 50 ms
     // Resolution Delay, and IPv6 joins when it answers.
     let script = Script::new(&[(v6(1), BLACKHOLE), (v4(1), BLACKHOLE), (v4(2), BLACKHOLE)]);
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[v6(1)], Some(100), &[v4(1), v4(2)], Some(10)), &memory());
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(100), &[v4(1), v4(2)], Some(10)),
+        &memory(),
+    );
     assert!(r.next(deadline(1000)).await.is_err());
-    assert_eq!(events(&r, EventKind::Resolve).iter().map(|e| e.0).collect::<Vec<_>>(), [10, 100]);
-    assert_eq!(events(&r, EventKind::Attempt), [(60, Some(v4(1))), (310, Some(v6(1))), (560, Some(v4(2)))]);
+    assert_eq!(
+        events(&r, EventKind::Resolve).iter().map(|e| e.0).collect::<Vec<_>>(),
+        [10, 100]
+    );
+    assert_eq!(
+        events(&r, EventKind::Attempt),
+        [(60, Some(v4(1))), (310, Some(v6(1))), (560, Some(v4(2)))]
+    );
 
     // AAAA inside the Resolution Delay: the race starts on it at once.
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[v6(1)], Some(40), &[v4(1)], Some(10)), &memory());
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(40), &[v4(1)], Some(10)),
+        &memory(),
+    );
     assert!(r.next(deadline(300)).await.is_err());
     assert_eq!(events(&r, EventKind::Attempt), [(40, Some(v6(1))), (290, Some(v4(1)))]);
 }
@@ -252,20 +370,46 @@ async fn resolution_delay_waits_for_aaaa_then_late_answers_join() {
 #[tokio::test(start_paused = true)]
 async fn one_family_failing_to_resolve_does_not_fail_the_connect() {
     let script = Script::new(&[(v4(1), ok(1, 1))]);
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[], None, &[v4(1)], Some(5)), &memory());
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[], None, &[v4(1)], Some(5)),
+        &memory(),
+    );
     assert_eq!(r.next(deadline(1000)).await.unwrap().peer, v4(1));
     // AAAA failed at once, so A is not held back by the Resolution Delay.
     assert_eq!(events(&r, EventKind::Attempt), [(5, Some(v4(1)))]);
 
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[], None, &[], None), &memory());
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[], None, &[], None),
+        &memory(),
+    );
     assert!(matches!(r.next(deadline(1000)).await, Err(ConnectError::Dns(e)) if e.contains("no such name")));
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_cap_on_attempts_in_flight_holds() {
-    let script = Script::new(&[(v6(1), BLACKHOLE), (v6(2), BLACKHOLE), (v4(1), BLACKHOLE), (v4(2), BLACKHOLE)]);
-    let config = RaceConfig { max_in_flight: 2, ..RaceConfig::default() };
-    let mut r = race(config, CommitStage::Tls, &script, lookups(&[v6(1), v6(2)], Some(0), &[v4(1), v4(2)], Some(0)), &memory());
+    let script = Script::new(&[
+        (v6(1), BLACKHOLE),
+        (v6(2), BLACKHOLE),
+        (v4(1), BLACKHOLE),
+        (v4(2), BLACKHOLE),
+    ]);
+    let config = RaceConfig {
+        max_in_flight: 2,
+        ..RaceConfig::default()
+    };
+    let mut r = race(
+        config,
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1), v6(2)], Some(0), &[v4(1), v4(2)], Some(0)),
+        &memory(),
+    );
     assert!(matches!(r.next(deadline(2000)).await, Err(ConnectError::Timeout)));
     assert_eq!(events(&r, EventKind::Attempt), [(0, Some(v6(1))), (250, Some(v4(1)))]);
 }
@@ -273,9 +417,19 @@ async fn the_cap_on_attempts_in_flight_holds() {
 #[tokio::test(start_paused = true)]
 async fn commit_at_tls_skips_a_stalled_handshake_and_sends_one_first_flight() {
     // IPv6: TCP up at 10 ms, TLS never. IPv4: fine.
-    let stall = Plan { tcp: Step::After(10 * MS), tls: Step::Never, respond_after: Some(Duration::ZERO) };
+    let stall = Plan {
+        tcp: Step::After(10 * MS),
+        tls: Step::Never,
+        respond_after: Some(Duration::ZERO),
+    };
     let script = Script::new(&[(v6(1), stall), (v4(1), ok(10, 10))]);
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)), &memory());
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+        &memory(),
+    );
     let c = r.next(deadline(10_000)).await.unwrap();
     assert_eq!(c.peer, v4(1));
     // HEv3: IPv6's TCP at 10 ms gives its TLS one attempt delay, so IPv4
@@ -294,19 +448,42 @@ async fn commit_at_tls_skips_a_stalled_handshake_and_sends_one_first_flight() {
 #[tokio::test(start_paused = true)]
 async fn the_tls_extension_is_bounded_by_one_attempt_delay() {
     // TCP at 240 ms: the next attempt waits until min(240 + 250, 0 + 500).
-    let stall = Plan { tcp: Step::After(240 * MS), tls: Step::Never, respond_after: None };
+    let stall = Plan {
+        tcp: Step::After(240 * MS),
+        tls: Step::Never,
+        respond_after: None,
+    };
     let script = Script::new(&[(v6(1), stall), (v4(1), ok(1, 1))]);
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)), &memory());
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+        &memory(),
+    );
     assert_eq!(r.next(deadline(10_000)).await.unwrap().peer, v4(1));
     assert_eq!(events(&r, EventKind::Attempt), [(0, Some(v6(1))), (490, Some(v4(1)))]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn commit_at_tcp_takes_the_first_tcp_and_waits_on_its_tls() {
-    let stall = Plan { tcp: Step::After(10 * MS), tls: Step::Never, respond_after: Some(Duration::ZERO) };
+    let stall = Plan {
+        tcp: Step::After(10 * MS),
+        tls: Step::Never,
+        respond_after: Some(Duration::ZERO),
+    };
     let script = Script::new(&[(v6(1), stall), (v4(1), ok(10, 10))]);
-    let config = RaceConfig { tls_timeout: Duration::from_secs(1), ..RaceConfig::default() };
-    let mut r = race(config, CommitStage::Tcp, &script, lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)), &memory());
+    let config = RaceConfig {
+        tls_timeout: Duration::from_secs(1),
+        ..RaceConfig::default()
+    };
+    let mut r = race(
+        config,
+        CommitStage::Tcp,
+        &script,
+        lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+        &memory(),
+    );
     let c = r.next(deadline(10_000)).await.unwrap();
     // IPv6 won at TCP (10 ms); its TLS then stalled until the TLS timeout,
     // and only then did the race go on to IPv4: the contrast with `tls`.
@@ -315,18 +492,37 @@ async fn commit_at_tcp_takes_the_first_tcp_and_waits_on_its_tls() {
     assert_eq!(events(&r, EventKind::Failed), [(1010, Some(v6(1)))]);
     assert_eq!(events(&r, EventKind::Attempt), [(0, Some(v6(1))), (1010, Some(v4(1)))]);
     assert_eq!(c.peer, v4(1));
-    assert_eq!(script.received(v6(1)).await, b"", "no first flight before the commit's TLS");
+    assert_eq!(
+        script.received(v6(1)).await,
+        b"",
+        "no first flight before the commit's TLS"
+    );
     assert_eq!(script.received(v4(1)).await, FLIGHT);
 }
 
 #[tokio::test(start_paused = true)]
 async fn commit_at_response_sends_every_ready_attempt_a_first_flight() {
     // Both ready quickly; IPv4's server answers sooner.
-    let slow = Plan { respond_after: Some(300 * MS), ..ok(1, 1) };
-    let fast = Plan { respond_after: Some(50 * MS), ..ok(1, 1) };
+    let slow = Plan {
+        respond_after: Some(300 * MS),
+        ..ok(1, 1)
+    };
+    let fast = Plan {
+        respond_after: Some(50 * MS),
+        ..ok(1, 1)
+    };
     let script = Script::new(&[(v6(1), slow), (v4(1), fast)]);
-    let config = RaceConfig { attempt_delay: 10 * MS, ..RaceConfig::default() };
-    let mut r = race(config, CommitStage::Response, &script, lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)), &memory());
+    let config = RaceConfig {
+        attempt_delay: 10 * MS,
+        ..RaceConfig::default()
+    };
+    let mut r = race(
+        config,
+        CommitStage::Response,
+        &script,
+        lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+        &memory(),
+    );
     let c = r.next(deadline(10_000)).await.unwrap();
     assert_eq!(c.peer, v4(1));
     assert_eq!(c.prefix, RESPONSE, "the response head goes to the plugin");
@@ -347,8 +543,17 @@ async fn an_attempt_ready_with_the_winner_is_parked_and_fallback_takes_it() {
     // IPv6 ready at 300 ms (slow TLS). Its TCP at 10 ms holds the next
     // attempt until 260 ms (HEv3); IPv4 starts then and is ready at 300.
     let script = Script::new(&[(v6(1), ok(10, 290)), (v4(1), ok(20, 20))]);
-    let config = RaceConfig { attempt_delay: 250 * MS, ..RaceConfig::default() };
-    let mut r = race(config, CommitStage::Tls, &script, lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)), &memory());
+    let config = RaceConfig {
+        attempt_delay: 250 * MS,
+        ..RaceConfig::default()
+    };
+    let mut r = race(
+        config,
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+        &memory(),
+    );
     let first = r.next(deadline(10_000)).await.unwrap();
     let parked = events(&r, EventKind::Park);
     assert_eq!(parked.len(), 1);
@@ -368,8 +573,17 @@ async fn an_attempt_ready_with_the_winner_is_parked_and_fallback_takes_it() {
 #[tokio::test(start_paused = true)]
 async fn a_parked_attempt_is_closed_after_its_grace() {
     let script = Script::new(&[(v6(1), ok(10, 290)), (v4(1), ok(20, 20))]);
-    let config = RaceConfig { park_grace: Duration::from_secs(2), ..RaceConfig::default() };
-    let mut r = race(config, CommitStage::Tls, &script, lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)), &memory());
+    let config = RaceConfig {
+        park_grace: Duration::from_secs(2),
+        ..RaceConfig::default()
+    };
+    let mut r = race(
+        config,
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+        &memory(),
+    );
     let first = r.next(deadline(10_000)).await.unwrap();
     assert_eq!(script.open(), 2);
     tokio::time::sleep(Duration::from_millis(2001)).await;
@@ -381,7 +595,13 @@ async fn a_parked_attempt_is_closed_after_its_grace() {
 #[tokio::test(start_paused = true)]
 async fn fallback_without_a_parked_attempt_races_the_rest() {
     let script = Script::new(&[(v6(1), ok(1, 1)), (v4(1), ok(1, 1))]);
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)), &memory());
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+        &memory(),
+    );
     let first = r.next(deadline(10_000)).await.unwrap();
     assert_eq!(first.peer, v6(1));
     drop(first);
@@ -395,7 +615,10 @@ async fn fallback_without_a_parked_attempt_races_the_rest() {
     drop(second);
     match r.fallback(v4(1), deadline(10_000)).await {
         Err(ConnectError::AllAttemptsFailed(f)) => {
-            assert_eq!(f.iter().map(|f| (f.addr, f.stage)).collect::<Vec<_>>(), [(v6(1), AttemptStage::FirstFlight), (v4(1), AttemptStage::FirstFlight)]);
+            assert_eq!(
+                f.iter().map(|f| (f.addr, f.stage)).collect::<Vec<_>>(),
+                [(v6(1), AttemptStage::FirstFlight), (v4(1), AttemptStage::FirstFlight)]
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -405,11 +628,23 @@ async fn fallback_without_a_parked_attempt_races_the_rest() {
 async fn the_winner_is_remembered_and_tried_first_next_time() {
     let script = Script::new(&[(v6(1), BLACKHOLE), (v4(1), ok(1, 1))]);
     let memory = memory();
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)), &memory);
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+        &memory,
+    );
     assert_eq!(r.next(deadline(10_000)).await.unwrap().peer, v4(1));
     assert_eq!(events(&r, EventKind::Commit), [(252, Some(v4(1)))]);
     // Second connect: IPv4 first, no wait on the broken IPv6.
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)), &memory);
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+        &memory,
+    );
     assert_eq!(r.next(deadline(10_000)).await.unwrap().peer, v4(1));
     assert_eq!(events(&r, EventKind::Attempt), [(0, Some(v4(1)))]);
     assert_eq!(events(&r, EventKind::Commit), [(2, Some(v4(1)))]);
@@ -422,7 +657,13 @@ async fn the_memory_holds_the_start_for_the_remembered_family() {
     let script = Script::new(&[(v6(1), BLACKHOLE), (v4(1), ok(1, 1))]);
     let memory = memory();
     memory.remember("wsgate.test", 443, v4(1));
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[v6(1)], Some(5), &[v4(1)], Some(30)), &memory);
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(5), &[v4(1)], Some(30)),
+        &memory,
+    );
     assert_eq!(r.next(deadline(10_000)).await.unwrap().peer, v4(1));
     assert_eq!(events(&r, EventKind::Attempt), [(30, Some(v4(1)))]);
 }
@@ -430,9 +671,18 @@ async fn the_memory_holds_the_start_for_the_remembered_family() {
 #[tokio::test(start_paused = true)]
 async fn the_overall_timeout_bounds_the_connect() {
     let script = Script::new(&[(v6(1), BLACKHOLE), (v4(1), BLACKHOLE)]);
-    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)), &memory());
+    let mut r = race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        &script,
+        lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+        &memory(),
+    );
     let started = Instant::now();
-    assert!(matches!(r.next(started + Duration::from_secs(10)).await, Err(ConnectError::Timeout)));
+    assert!(matches!(
+        r.next(started + Duration::from_secs(10)).await,
+        Err(ConnectError::Timeout)
+    ));
     assert_eq!(started.elapsed(), Duration::from_secs(10));
 }
 
@@ -440,9 +690,41 @@ async fn the_overall_timeout_bounds_the_connect() {
 fn config_values_out_of_range_are_named() {
     let bad = |c: RaceConfig| c.validate().unwrap_err();
     let base = RaceConfig::default();
-    assert!(bad(RaceConfig { attempt_delay: 9 * MS, ..base }).contains("attempt delay 9 ms"));
-    assert!(bad(RaceConfig { attempt_delay: 2001 * MS, ..base }).contains("attempt delay 2001 ms"));
-    assert!(bad(RaceConfig { max_in_flight: 0, ..base }).contains("attempts in flight"));
-    assert!(RaceConfig { attempt_delay: 10 * MS, ..base }.validate().is_ok());
-    assert!(RaceConfig { attempt_delay: 2000 * MS, ..base }.validate().is_ok());
+    assert!(
+        bad(RaceConfig {
+            attempt_delay: 9 * MS,
+            ..base
+        })
+        .contains("attempt delay 9 ms")
+    );
+    assert!(
+        bad(RaceConfig {
+            attempt_delay: 2001 * MS,
+            ..base
+        })
+        .contains("attempt delay 2001 ms")
+    );
+    assert!(
+        bad(RaceConfig {
+            max_in_flight: 0,
+            ..base
+        })
+        .contains("attempts in flight")
+    );
+    assert!(
+        RaceConfig {
+            attempt_delay: 10 * MS,
+            ..base
+        }
+        .validate()
+        .is_ok()
+    );
+    assert!(
+        RaceConfig {
+            attempt_delay: 2000 * MS,
+            ..base
+        }
+        .validate()
+        .is_ok()
+    );
 }

@@ -50,7 +50,11 @@ impl AsyncWrite for Transport {
         delegate!(self, s => s.poll_shutdown(cx))
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         delegate!(self, s => s.poll_write_vectored(cx, bufs))
     }
 
@@ -75,7 +79,11 @@ pub struct Replay<R> {
 impl<R> Replay<R> {
     /// `inner`, preceded by `prefix`.
     pub fn new(prefix: Vec<u8>, inner: R) -> Self {
-        Replay { prefix, offset: 0, inner }
+        Replay {
+            prefix,
+            offset: 0,
+            inner,
+        }
     }
 }
 

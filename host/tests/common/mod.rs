@@ -42,9 +42,9 @@ impl Run {
 /// The directory holding the plugins built for wasm32-wasip2 (`make
 /// plugins`), or `WSGATE_PLUGIN_DIR`.
 pub fn plugin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("WSGATE_PLUGIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/plugin")
-    });
+    let dir = std::env::var_os("WSGATE_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/plugin"));
     let path = dir.join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
@@ -97,22 +97,36 @@ where
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Run { code: status.code(), stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+    Run {
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 /// Starts a testbed with these behaviours, writing its CA under the test's
 /// temporary directory.
 pub fn testbed(v6: Behaviour, v4: Behaviour, tls: bool) -> TestbedHandle {
     let dir = tempdir("testbed");
-    spawn_in_thread(Config { v6, v4, tls, cert_dir: Some(dir), ..Config::default() }).expect("start testbed")
+    spawn_in_thread(Config {
+        v6,
+        v4,
+        tls,
+        cert_dir: Some(dir),
+        ..Config::default()
+    })
+    .expect("start testbed")
 }
 
 /// A fresh directory under cargo's temporary directory for tests.
 pub fn tempdir(what: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{what}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

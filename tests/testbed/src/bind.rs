@@ -50,17 +50,12 @@ pub(crate) fn loopback(v6: bool, port: u16) -> SocketAddr {
 /// With `port == 0`, P is whatever the kernel gives the IPv6 side, and the
 /// whole pair is retried (a bounded number of times) if that port is taken on
 /// IPv4. With an explicit port there is no retry.
-pub(crate) fn bind_pair(
-    v6: Behaviour,
-    v4: Behaviour,
-    port: u16,
-) -> anyhow::Result<(u16, Bound, Bound)> {
+pub(crate) fn bind_pair(v6: Behaviour, v4: Behaviour, port: u16) -> anyhow::Result<(u16, Bound, Bound)> {
     let attempts = if port == 0 { PORT_PICK_ATTEMPTS } else { 1 };
     let mut last_err = None;
     for _ in 0..attempts {
-        let v6_bound = bind_one(loopback(true, port), v6).with_context(|| {
-            format!("binding [::1]:{port} for `{v6}` (is IPv6 loopback available?)")
-        })?;
+        let v6_bound = bind_one(loopback(true, port), v6)
+            .with_context(|| format!("binding [::1]:{port} for `{v6}` (is IPv6 loopback available?)"))?;
         let actual = local_port(&v6_bound)?;
         match bind_one(loopback(false, actual), v4) {
             Ok(v4_bound) => return Ok((actual, v6_bound, v4_bound)),
@@ -127,13 +122,10 @@ fn local_port(bound: &Bound) -> anyhow::Result<u16> {
 /// [`BLACKHOLE_FILL_PROBE`], which means the kernel dropped its SYN. Fails if
 /// the queue never fills within [`BLACKHOLE_MAX_FILLERS`] connections, since
 /// the blackhole could then not be promised.
-pub(crate) async fn fill_accept_queue(
-    addr: SocketAddr,
-) -> anyhow::Result<Vec<std::net::TcpStream>> {
+pub(crate) async fn fill_accept_queue(addr: SocketAddr) -> anyhow::Result<Vec<std::net::TcpStream>> {
     let mut held = Vec::new();
     for _ in 0..BLACKHOLE_MAX_FILLERS {
-        match tokio::time::timeout(BLACKHOLE_FILL_PROBE, tokio::net::TcpStream::connect(addr)).await
-        {
+        match tokio::time::timeout(BLACKHOLE_FILL_PROBE, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 // Held, never polled: a plain std socket needs no reactor.
                 held.push(stream.into_std().context("detaching filler connection")?);

@@ -10,20 +10,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Names the leaf certificate is valid for. `*.wsgate.test` lets tests use
 /// per-case host names without regenerating anything.
-const LEAF_SANS: [&str; 5] = [
-    "localhost",
-    "wsgate.test",
-    "*.wsgate.test",
-    "127.0.0.1",
-    "::1",
-];
+const LEAF_SANS: [&str; 5] = ["localhost", "wsgate.test", "*.wsgate.test", "127.0.0.1", "::1"];
 
 /// The generated CA and leaf, in the forms the server and the files need.
 pub(crate) struct Pki {
@@ -48,12 +42,10 @@ impl Pki {
             KeyUsagePurpose::DigitalSignature,
         ];
         let ca_key = KeyPair::generate().context("generating the CA key")?;
-        let ca = CertifiedIssuer::self_signed(ca_params, ca_key)
-            .context("self-signing the CA certificate")?;
+        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).context("self-signing the CA certificate")?;
 
         let sans: Vec<String> = LEAF_SANS.iter().map(|s| s.to_string()).collect();
-        let mut leaf_params =
-            CertificateParams::new(sans).context("building the leaf certificate parameters")?;
+        let mut leaf_params = CertificateParams::new(sans).context("building the leaf certificate parameters")?;
         leaf_params
             .distinguished_name
             .push(DnType::CommonName, "wsgate-testbed");

@@ -119,9 +119,7 @@ impl Shared {
     fn plan(&self, packet: &[u8]) -> Option<Planned> {
         // hickory's decoder is not expected to panic, but a test server
         // must survive any packet.
-        let request = std::panic::catch_unwind(|| Message::from_vec(packet))
-            .ok()?
-            .ok()?;
+        let request = std::panic::catch_unwind(|| Message::from_vec(packet)).ok()?.ok()?;
         if request.metadata.message_type != MessageType::Query {
             return None;
         }
@@ -225,14 +223,12 @@ impl DnsServer {
     /// Must be called within a tokio runtime with its IO and time drivers
     /// enabled. Fails on an invalid or duplicated name.
     pub async fn start(records: Vec<DnsRecord>) -> anyhow::Result<DnsServer> {
-        tokio::runtime::Handle::try_current()
-            .context("DnsServer::start must be called within a tokio runtime")?;
+        tokio::runtime::Handle::try_current().context("DnsServer::start must be called within a tokio runtime")?;
         let mut zone = HashMap::new();
         for record in records {
             let key = normalize(&record.name);
             anyhow::ensure!(!key.is_empty(), "empty DNS name {:?}", record.name);
-            hickory_proto::rr::Name::from_ascii(&key)
-                .with_context(|| format!("invalid DNS name {:?}", record.name))?;
+            hickory_proto::rr::Name::from_ascii(&key).with_context(|| format!("invalid DNS name {:?}", record.name))?;
             match zone.entry(key) {
                 Entry::Occupied(_) => anyhow::bail!("DNS name {:?} given twice", record.name),
                 Entry::Vacant(slot) => {
@@ -242,9 +238,7 @@ impl DnsServer {
         }
 
         let (udp, tcp) = bind_pair().await?;
-        let addr = udp
-            .local_addr()
-            .context("reading the UDP socket's address")?;
+        let addr = udp.local_addr().context("reading the UDP socket's address")?;
         let log = QueryLog::default();
         let shared = Arc::new(Shared {
             zone,
@@ -256,12 +250,7 @@ impl DnsServer {
             tokio::spawn(udp_loop(udp, Arc::clone(&shared), stop.subscribe())),
             tokio::spawn(tcp_loop(tcp, shared, stop.subscribe())),
         ];
-        Ok(DnsServer {
-            addr,
-            log,
-            stop,
-            tasks,
-        })
+        Ok(DnsServer { addr, log, stop, tasks })
     }
 
     /// The address both UDP and TCP are served on (`127.0.0.1:port`).
@@ -303,19 +292,14 @@ async fn bind_pair() -> anyhow::Result<(UdpSocket, TcpListener)> {
         let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .context("binding UDP on 127.0.0.1")?;
-        let addr = udp
-            .local_addr()
-            .context("reading the UDP socket's address")?;
+        let addr = udp.local_addr().context("reading the UDP socket's address")?;
         match TcpListener::bind(addr).await {
             Ok(tcp) => return Ok((udp, tcp)),
             // The port is free for UDP but taken for TCP: pick another.
             Err(e) => last_error = Some(e),
         }
     }
-    Err(
-        anyhow::Error::new(last_error.expect("at least one attempt"))
-            .context("binding TCP on the UDP socket's port"),
-    )
+    Err(anyhow::Error::new(last_error.expect("at least one attempt")).context("binding TCP on the UDP socket's port"))
 }
 
 async fn udp_loop(socket: UdpSocket, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -414,11 +398,7 @@ async fn read_frame(reader: &mut tokio::net::tcp::OwnedReadHalf) -> std::io::Res
     Ok(packet)
 }
 
-async fn tcp_answer(
-    planned: Planned,
-    _permit: OwnedSemaphorePermit,
-    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
-) {
+async fn tcp_answer(planned: Planned, _permit: OwnedSemaphorePermit, writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>) {
     tokio::time::sleep(planned.delay).await;
     let Some(bytes) = encode(&planned.response, usize::from(u16::MAX)) else {
         return;
@@ -429,10 +409,7 @@ async fn tcp_answer(
     let mut frame = Vec::with_capacity(bytes.len() + 2);
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(&bytes);
-    let _ = timeout(SEND_TIMEOUT, async {
-        writer.lock().await.write_all(&frame).await
-    })
-    .await;
+    let _ = timeout(SEND_TIMEOUT, async { writer.lock().await.write_all(&frame).await }).await;
 }
 
 /// A [`DnsServer`] running on its own runtime in a background thread, for
@@ -458,21 +435,15 @@ impl fmt::Debug for DnsHandle {
 ///
 /// May be called from anywhere, inside a tokio runtime or not.
 pub fn spawn_dns_in_thread(records: Vec<DnsRecord>) -> anyhow::Result<DnsHandle> {
-    let (ready_tx, ready_rx) =
-        std::sync::mpsc::sync_channel::<anyhow::Result<(SocketAddr, QueryLog)>>(1);
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<(SocketAddr, QueryLog)>>(1);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("wsgate-testbed-dns".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(
-                        anyhow::Error::new(e).context("building the tokio runtime")
-                    ));
+                    let _ = ready_tx.send(Err(anyhow::Error::new(e).context("building the tokio runtime")));
                     return;
                 }
             };
@@ -484,10 +455,7 @@ pub fn spawn_dns_in_thread(records: Vec<DnsRecord>) -> anyhow::Result<DnsHandle>
                         return;
                     }
                 };
-                if ready_tx
-                    .send(Ok((server.addr, Arc::clone(&server.log))))
-                    .is_ok()
-                {
+                if ready_tx.send(Ok((server.addr, Arc::clone(&server.log)))).is_ok() {
                     // A stop request or the handle being dropped ends the wait.
                     let _ = stop_rx.await;
                 }

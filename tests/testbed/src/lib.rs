@@ -257,8 +257,7 @@ impl Testbed {
     /// listener is ready and every blackhole queue is full.
     pub async fn start(config: Config) -> anyhow::Result<Testbed> {
         // An error rather than tokio's panic when polled by another executor.
-        tokio::runtime::Handle::try_current()
-            .context("Testbed::start must be called within a tokio runtime")?;
+        tokio::runtime::Handle::try_current().context("Testbed::start must be called within a tokio runtime")?;
         let pki = certs::Pki::generate()?;
         let ca_path = match &config.cert_dir {
             Some(dir) => Some(pki.write_to(dir)?),
@@ -408,15 +407,10 @@ pub fn spawn_in_thread(config: Config) -> anyhow::Result<TestbedHandle> {
     let thread = std::thread::Builder::new()
         .name("wsgate-testbed".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(
-                        anyhow::Error::new(e).context("building the tokio runtime")
-                    ));
+                    let _ = ready_tx.send(Err(anyhow::Error::new(e).context("building the tokio runtime")));
                     return;
                 }
             };

@@ -37,8 +37,7 @@ const LINGER_MAX: u64 = 64 * 1024;
 /// Pause after a failed `accept` (e.g. EMFILE) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
-const RESPONSE_503: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const RESPONSE_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 const RESPONSE_200: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 /// A `101` whose accept key belongs to RFC 6455's sample key, not to any
 /// key a client sends.
@@ -56,10 +55,7 @@ pub(crate) struct Family {
 
 impl Family {
     fn count_connection(&self) {
-        self.counters
-            .family(self.v6)
-            .connections
-            .fetch_add(1, RELAXED);
+        self.counters.family(self.v6).connections.fetch_add(1, RELAXED);
     }
 
     fn count_upgrade(&self) {
@@ -73,11 +69,7 @@ const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxe
 
 /// Accepts and serves on `listener` until `stop` fires (or its sender is
 /// gone), then aborts and awaits every connection task, closing their sockets.
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    family: Arc<Family>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn accept_loop(listener: TcpListener, family: Arc<Family>, mut stop: watch::Receiver<bool>) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -114,9 +106,7 @@ async fn handle(stream: TcpStream, _peer: SocketAddr, family: Arc<Family>) {
         Some(acceptor) => {
             // Handshake failures and timeouts are the client's business
             // (tests provoke them on purpose); the connection just ends.
-            if let Ok(Ok(tls)) =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            {
+            if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 serve_http(tls, &family).await;
             }
         }
@@ -181,9 +171,7 @@ async fn echo<S>(stream: Prefixed<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Ok(Ok(mut ws)) =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_async(stream)).await
-    else {
+    let Ok(Ok(mut ws)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_async(stream)).await else {
         // tungstenite has already answered a malformed request with an error status.
         return;
     };
@@ -219,10 +207,7 @@ where
             return Ok(is_request_line(&buf[..end]).then_some(end));
         }
         if buf.len() >= MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "request head too large",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too large"));
         }
         // A terminator may straddle two reads: search again from 3 bytes back.
         searched = buf.len().saturating_sub(3);
@@ -244,10 +229,7 @@ fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Whether a head starts with `METHOD SP TARGET SP HTTP/x.y`.
 fn is_request_line(head: &[u8]) -> bool {
-    let line_end = head
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .unwrap_or(head.len());
+    let line_end = head.windows(2).position(|w| w == b"\r\n").unwrap_or(head.len());
     let mut parts = head[..line_end].split(|&b| b == b' ');
     matches!(
         (parts.next(), parts.next(), parts.next(), parts.next()),
@@ -269,20 +251,12 @@ struct Prefixed<S> {
 
 impl<S> Prefixed<S> {
     fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Prefixed {
-            prefix,
-            pos: 0,
-            inner,
-        }
+        Prefixed { prefix, pos: 0, inner }
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.pos < this.prefix.len() {
             let n = buf.remaining().min(this.prefix.len() - this.pos);
@@ -300,11 +274,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -353,10 +323,7 @@ mod tests {
     async fn read_head_keeps_bytes_past_the_head() {
         let (mut client, mut server) = tokio::io::duplex(64);
         let writer = tokio::spawn(async move {
-            client
-                .write_all(b"GET / HTTP/1.1\r\nHost: a\r")
-                .await
-                .unwrap();
+            client.write_all(b"GET / HTTP/1.1\r\nHost: a\r").await.unwrap();
             client.write_all(b"\n\r\nEXTRA").await.unwrap();
             client
         });

@@ -68,20 +68,13 @@ async fn tcp(addr: SocketAddr) -> TcpStream {
         .expect("TCP connect succeeds")
 }
 
-async fn tls(
-    testbed: &Testbed,
-    addr: SocketAddr,
-    name: &'static str,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
+async fn tls(testbed: &Testbed, addr: SocketAddr, name: &'static str) -> tokio_rustls::client::TlsStream<TcpStream> {
     let stream = tcp(addr).await;
     let server_name = ServerName::try_from(name).expect("valid server name");
-    let tls = timeout(
-        PROMPT,
-        connector(testbed.ca_pem()).connect(server_name, stream),
-    )
-    .await
-    .expect("TLS handshake is prompt")
-    .expect("TLS handshake succeeds against the generated CA");
+    let tls = timeout(PROMPT, connector(testbed.ca_pem()).connect(server_name, stream))
+        .await
+        .expect("TLS handshake is prompt")
+        .expect("TLS handshake succeeds against the generated CA");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     tls
 }
@@ -117,25 +110,14 @@ where
     ws.send(Message::binary(vec![0u8, 1, 2, 255]))
         .await
         .expect("send binary");
-    assert_eq!(
-        next_message(&mut ws).await,
-        Message::binary(vec![0u8, 1, 2, 255])
-    );
-    ws.send(Message::Ping(b"p".to_vec().into()))
-        .await
-        .expect("send ping");
-    assert_eq!(
-        next_message(&mut ws).await,
-        Message::Pong(b"p".to_vec().into())
-    );
+    assert_eq!(next_message(&mut ws).await, Message::binary(vec![0u8, 1, 2, 255]));
+    ws.send(Message::Ping(b"p".to_vec().into())).await.expect("send ping");
+    assert_eq!(next_message(&mut ws).await, Message::Pong(b"p".to_vec().into()));
     ws.send(Message::Close(None)).await.expect("send close");
     assert!(matches!(next_message(&mut ws).await, Message::Close(_)));
     // After the close handshake the stream ends.
     let end = timeout(PROMPT, ws.next()).await.expect("end is prompt");
-    assert!(
-        end.is_none() || matches!(end, Some(Err(_))),
-        "unexpected {end:?}"
-    );
+    assert!(end.is_none() || matches!(end, Some(Err(_))), "unexpected {end:?}");
 }
 
 /// Polls `f` until it holds, for at most about [`PROMPT`].
@@ -220,18 +202,11 @@ async fn refused_resets_that_family_only() {
             .await
             .expect("a refusal is prompt")
             .expect_err("connect is refused");
-        assert_eq!(
-            err.kind(),
-            io::ErrorKind::ConnectionRefused,
-            "{refused}: {err}"
-        );
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{refused}: {err}");
 
-        let ws = upgrade(
-            format!("wss://{name}:{port}/"),
-            tls(&testbed, served, name).await,
-        )
-        .await
-        .expect("the other family serves");
+        let ws = upgrade(format!("wss://{name}:{port}/"), tls(&testbed, served, name).await)
+            .await
+            .expect("the other family serves");
         assert_echoes(ws).await;
         let expected = if refused_v6 {
             Counts { v6: 0, v4: 1 }
@@ -288,11 +263,7 @@ async fn tls_stall_accepts_tcp_but_never_completes_tls() {
     for (addr, family_is_v6) in [(v6(port), true), (v4(port), false)] {
         let stream = tcp(addr).await;
         let server_name = ServerName::try_from("localhost").expect("valid server name");
-        let handshake = timeout(
-            STALL,
-            connector(testbed.ca_pem()).connect(server_name, stream),
-        )
-        .await;
+        let handshake = timeout(STALL, connector(testbed.ca_pem()).connect(server_name, stream)).await;
         assert!(
             handshake.is_err(),
             "TLS handshake on {addr} finished: {:?}",
@@ -319,11 +290,7 @@ async fn tls_stall_in_plain_mode_never_answers_the_upgrade() {
         tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/"), stream),
     )
     .await;
-    assert!(
-        attempt.is_err(),
-        "upgrade finished: {:?}",
-        attempt.map(|r| r.is_ok())
-    );
+    assert!(attempt.is_err(), "upgrade finished: {:?}", attempt.map(|r| r.is_ok()));
     // The request did arrive, unanswered.
     eventually("the unanswered upgrade is counted", || {
         testbed.upgrades() == Counts { v6: 0, v4: 1 }
@@ -346,10 +313,7 @@ async fn upgrade_503_answers_503_and_counts_the_request() {
         tungstenite::Error::Http(response) => {
             assert_eq!(response.status(), 503);
             assert_eq!(
-                response
-                    .headers()
-                    .get("content-length")
-                    .map(|v| v.as_bytes()),
+                response.headers().get("content-length").map(|v| v.as_bytes()),
                 Some(&b"0"[..])
             );
             assert_eq!(
@@ -406,18 +370,11 @@ async fn shutdown_closes_connections_and_listeners() {
     })
     .await;
 
-    timeout(PROMPT, testbed.shutdown())
-        .await
-        .expect("shutdown is prompt");
+    timeout(PROMPT, testbed.shutdown()).await.expect("shutdown is prompt");
 
     // The open connections see their end...
-    let end = timeout(PROMPT, ws.next())
-        .await
-        .expect("close seen promptly");
-    assert!(
-        end.is_none() || matches!(end, Some(Err(_))),
-        "unexpected {end:?}"
-    );
+    let end = timeout(PROMPT, ws.next()).await.expect("close seen promptly");
+    assert!(end.is_none() || matches!(end, Some(Err(_))), "unexpected {end:?}");
     let mut buf = [0u8; 16];
     let read = timeout(PROMPT, async {
         stalled.readable().await?;
@@ -476,11 +433,8 @@ fn spawn_in_thread_serves_synchronous_clients() {
 
     let stream = std::net::TcpStream::connect_timeout(&v4(port), PROMPT).expect("connect");
     stream.set_read_timeout(Some(PROMPT)).expect("read timeout");
-    stream
-        .set_write_timeout(Some(PROMPT))
-        .expect("write timeout");
-    let (mut ws, _) =
-        tungstenite::client(format!("ws://127.0.0.1:{port}/"), stream).expect("upgrade");
+    stream.set_write_timeout(Some(PROMPT)).expect("write timeout");
+    let (mut ws, _) = tungstenite::client(format!("ws://127.0.0.1:{port}/"), stream).expect("upgrade");
     ws.send(Message::text("sync")).expect("send");
     assert_eq!(ws.read().expect("echo"), Message::text("sync"));
     let _ = ws.close(None);

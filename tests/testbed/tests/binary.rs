@@ -69,10 +69,7 @@ async fn prints_ready_line_then_counts_on_sigterm() {
         .expect("counts line is prompt")
         .expect("stdout readable")
         .expect("a counts line");
-    assert_eq!(
-        counts,
-        r#"{"upgrades":{"v6":0,"v4":1},"connections":{"v6":0,"v4":1}}"#
-    );
+    assert_eq!(counts, r#"{"upgrades":{"v6":0,"v4":1},"connections":{"v6":0,"v4":1}}"#);
     let status = timeout(PROMPT, child.wait())
         .await
         .expect("exits promptly")

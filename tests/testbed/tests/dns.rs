@@ -125,14 +125,8 @@ async fn answers_aaaa_and_a() {
         [("wsgate.test".into(), "AAAA"), ("wsgate.test".into(), "A")]
     );
     assert_eq!(queries.len(), 4, "{queries:?}");
-    assert!(
-        queries[2..].contains(&("wsgate.test".into(), "AAAA")),
-        "{queries:?}"
-    );
-    assert!(
-        queries[2..].contains(&("wsgate.test".into(), "A")),
-        "{queries:?}"
-    );
+    assert!(queries[2..].contains(&("wsgate.test".into(), "AAAA")), "{queries:?}");
+    assert!(queries[2..].contains(&("wsgate.test".into(), "A")), "{queries:?}");
     dns.shutdown().await;
 }
 
@@ -196,16 +190,12 @@ async fn race(resolver: &TokioResolver) -> (Duration, Duration) {
         assert_eq!(addresses(&lookup), set(&[v4a().into()]));
         start.elapsed()
     };
-    timeout(PROMPT, async { tokio::join!(aaaa, a) })
-        .await
-        .unwrap()
+    timeout(PROMPT, async { tokio::join!(aaaa, a) }).await.unwrap()
 }
 
 #[tokio::test]
 async fn delayed_aaaa_does_not_hold_up_a() {
-    let dns = DnsServer::start(vec![record(DELAY, Duration::ZERO)])
-        .await
-        .unwrap();
+    let dns = DnsServer::start(vec![record(DELAY, Duration::ZERO)]).await.unwrap();
     let resolver = resolver_for(dns.addr());
 
     // A arrives while AAAA is still pending.
@@ -231,25 +221,15 @@ async fn delayed_aaaa_does_not_hold_up_a() {
 
     let queries = dns.queries();
     assert_eq!(queries.len(), 4, "{queries:?}");
-    assert_eq!(
-        queries.iter().filter(|q| q.1 == "AAAA").count(),
-        2,
-        "{queries:?}"
-    );
-    assert_eq!(
-        queries.iter().filter(|q| q.1 == "A").count(),
-        2,
-        "{queries:?}"
-    );
+    assert_eq!(queries.iter().filter(|q| q.1 == "AAAA").count(), 2, "{queries:?}");
+    assert_eq!(queries.iter().filter(|q| q.1 == "A").count(), 2, "{queries:?}");
     assert!(queries.iter().all(|q| q.0 == "wsgate.test"), "{queries:?}");
     dns.shutdown().await;
 }
 
 #[tokio::test]
 async fn delayed_a_does_not_hold_up_aaaa() {
-    let dns = DnsServer::start(vec![record(Duration::ZERO, DELAY)])
-        .await
-        .unwrap();
+    let dns = DnsServer::start(vec![record(Duration::ZERO, DELAY)]).await.unwrap();
     let (aaaa_at, a_at) = race(&resolver_for(dns.addr())).await;
     assert!(a_at >= DELAY, "A after {a_at:?}");
     assert!(aaaa_at < a_at, "AAAA after {aaaa_at:?}, A after {a_at:?}");
@@ -257,15 +237,10 @@ async fn delayed_a_does_not_hold_up_aaaa() {
 
 #[tokio::test]
 async fn serves_tcp_too() {
-    let dns = DnsServer::start(vec![record(DELAY, Duration::ZERO)])
-        .await
-        .unwrap();
+    let dns = DnsServer::start(vec![record(DELAY, Duration::ZERO)]).await.unwrap();
     let resolver = tcp_resolver_for(dns.addr());
     let (aaaa_at, a_at) = race(&resolver).await;
-    assert!(
-        aaaa_at >= DELAY && a_at < aaaa_at,
-        "A {a_at:?}, AAAA {aaaa_at:?}"
-    );
+    assert!(aaaa_at >= DELAY && a_at < aaaa_at, "A {a_at:?}, AAAA {aaaa_at:?}");
     assert_eq!(dns.queries().len(), 2);
 }
 
@@ -281,23 +256,13 @@ async fn header_echoes_the_query_and_garbage_is_ignored() {
     let dns = DnsServer::start(vec![record(Duration::ZERO, Duration::ZERO)])
         .await
         .unwrap();
-    let socket = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .unwrap();
+    let socket = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     socket.connect(dns.addr()).await.unwrap();
 
     // Garbage, a truncated header, a lone response: all ignored.
     let mut response_packet = Message::new(7, MessageType::Response, OpCode::Query);
-    response_packet.add_query(Query::query(
-        Name::from_ascii("wsgate.test.").unwrap(),
-        RecordType::A,
-    ));
-    for junk in [
-        vec![],
-        vec![0xff; 3],
-        vec![0xab; 40],
-        response_packet.to_vec().unwrap(),
-    ] {
+    response_packet.add_query(Query::query(Name::from_ascii("wsgate.test.").unwrap(), RecordType::A));
+    for junk in [vec![], vec![0xff; 3], vec![0xab; 40], response_packet.to_vec().unwrap()] {
         socket.send(&junk).await.unwrap();
     }
 
@@ -306,10 +271,7 @@ async fn header_echoes_the_query_and_garbage_is_ignored() {
         .await
         .unwrap();
     let mut buf = vec![0u8; 4096];
-    let len = timeout(PROMPT, socket.recv(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    let len = timeout(PROMPT, socket.recv(&mut buf)).await.unwrap().unwrap();
     let answer = Message::from_vec(&buf[..len]).unwrap();
     assert_eq!(answer.metadata.id, 0x1234);
     assert_eq!(answer.metadata.message_type, MessageType::Response);
@@ -328,10 +290,7 @@ async fn header_echoes_the_query_and_garbage_is_ignored() {
         .send(&request(0x4321, "other.test.", RecordType::AAAA))
         .await
         .unwrap();
-    let len = timeout(PROMPT, socket.recv(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    let len = timeout(PROMPT, socket.recv(&mut buf)).await.unwrap().unwrap();
     let answer = Message::from_vec(&buf[..len]).unwrap();
     assert_eq!(answer.metadata.id, 0x4321);
     assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
@@ -346,9 +305,7 @@ async fn header_echoes_the_query_and_garbage_is_ignored() {
 
 #[tokio::test]
 async fn raw_tcp_answers_out_of_order_by_delay() {
-    let dns = DnsServer::start(vec![record(DELAY, Duration::ZERO)])
-        .await
-        .unwrap();
+    let dns = DnsServer::start(vec![record(DELAY, Duration::ZERO)]).await.unwrap();
     let mut stream = tokio::net::TcpStream::connect(dns.addr()).await.unwrap();
     for (id, record_type) in [(1, RecordType::AAAA), (2, RecordType::A)] {
         let packet = request(id, "wsgate.test.", record_type);
@@ -359,17 +316,10 @@ async fn raw_tcp_answers_out_of_order_by_delay() {
     for _ in 0..2 {
         let len = timeout(PROMPT, stream.read_u16()).await.unwrap().unwrap();
         let mut packet = vec![0u8; usize::from(len)];
-        timeout(PROMPT, stream.read_exact(&mut packet))
-            .await
-            .unwrap()
-            .unwrap();
+        timeout(PROMPT, stream.read_exact(&mut packet)).await.unwrap().unwrap();
         ids.push(Message::from_vec(&packet).unwrap().metadata.id);
     }
-    assert_eq!(
-        ids,
-        [2, 1],
-        "the A answer (id 2) comes before the delayed AAAA (id 1)"
-    );
+    assert_eq!(ids, [2, 1], "the A answer (id 2) comes before the delayed AAAA (id 1)");
 }
 
 #[tokio::test]
@@ -393,9 +343,7 @@ fn runs_in_a_thread() {
     let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     socket.set_read_timeout(Some(PROMPT)).unwrap();
     socket.connect(dns.addr()).unwrap();
-    socket
-        .send(&request(9, "wsgate.test.", RecordType::AAAA))
-        .unwrap();
+    socket.send(&request(9, "wsgate.test.", RecordType::AAAA)).unwrap();
     let mut buf = vec![0u8; 4096];
     let len = socket.recv(&mut buf).unwrap();
     let answer = Message::from_vec(&buf[..len]).unwrap();
