@@ -64,6 +64,11 @@ struct RunArgs {
     #[arg(long, value_name = "MS", default_value_t = 50)]
     resolution_delay: u64,
 
+    /// First Address Family Count: how many IPv6 addresses are tried
+    /// before the first IPv4 one.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    first_family_count: usize,
+
     /// At most this many attempts in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
     max_in_flight: usize,
@@ -152,6 +157,7 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             attempt_delay: Duration::from_millis(args.attempt_delay),
             resolution_delay: Duration::from_millis(args.resolution_delay),
             max_in_flight: args.max_in_flight,
+            first_family_count: args.first_family_count,
             park_grace: Duration::from_millis(args.park_grace),
             tls_timeout: Duration::from_millis(args.tls_timeout),
             ..RaceConfig::default()

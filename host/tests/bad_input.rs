@@ -188,3 +188,27 @@ fn server_answering_200_instead_of_101() {
 fn server_with_a_wrong_accept_key() {
     upgrade_refused(Behaviour::BadAccept, "Sec-WebSocket-Accept");
 }
+
+#[test]
+fn race_settings_out_of_range() {
+    let p = plugin("echo-client");
+    let p = p.to_str().unwrap();
+    for (flags, why) in [
+        (
+            &["--attempt-delay", "5"][..],
+            "attempt delay 5 ms is outside 10..=2000 ms",
+        ),
+        (
+            &["--attempt-delay", "2001"],
+            "attempt delay 2001 ms is outside 10..=2000 ms",
+        ),
+        (&["--max-in-flight", "0"], "0 attempts in flight"),
+        (&["--cancel-after", "later"], "`later` is not a commit stage"),
+        (&["--dns-server", "nowhere"], "--dns-server"),
+    ] {
+        let mut args = vec!["run"];
+        args.extend(flags);
+        args.push(p);
+        wsgate(args).assert_one_line_failure(why);
+    }
+}

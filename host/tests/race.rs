@@ -321,3 +321,27 @@ fn unknown_name_is_a_dns_error() {
     ];
     wsgate(args).assert_one_line_failure("cannot resolve `nowhere.wsgate.test`");
 }
+
+#[test]
+fn the_plugin_reads_the_race_report_through_the_connection() {
+    // bench-client prints what `connection.report()` and `peer()` gave it.
+    let tb = testbed(Behaviour::Blackhole, Behaviour::Ok, true);
+    let args = [
+        "run".to_string(),
+        plugin("bench-client").display().to_string(),
+        "--cache-dir".into(),
+        cache_dir().display().to_string(),
+        "--resolve".into(),
+        format!("wsgate.test:{}:[::1],127.0.0.1", tb.port()),
+        "--ca-cert".into(),
+        tb.ca_path().unwrap().display().to_string(),
+        "--".into(),
+        format!("wss://wsgate.test:{}/", tb.port()),
+    ];
+    let run = wsgate(args);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let line: Value = serde_json::from_str(run.lines()[0]).unwrap();
+    assert_eq!(line["peer"], v4(&tb));
+    assert_eq!(line["first_flights"], 1);
+    assert!(line["commit_ms"].as_f64().unwrap() >= 250.0, "{line}");
+}
