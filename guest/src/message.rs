@@ -66,14 +66,18 @@ pub struct CloseFrame {
 /// The longest close reason: a control payload less the 2-byte code.
 pub const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
 
-/// Whether `code` may appear in a Close frame (RFC 6455 §7.4, and the IANA
-/// registry for 1012-1014).
+/// Whether `code` may appear in a Close frame, sent or received: the codes
+/// RFC 6455 §7.4.1 defines for use on the wire (1000-1003, 1007-1011) and
+/// the range for libraries and applications (3000-4999).
 ///
 /// 1004 is reserved; 1005, 1006 and 1015 are for reporting only, never
-/// sent; 1016-2999 are unassigned; 3000-4999 are for libraries and
-/// applications.
+/// sent; the rest of 1000-2999 is for the protocol's future use. That
+/// includes 1012-1014, which the IANA registry assigned after RFC 6455:
+/// peers written to the RFC (the Autobahn testsuite among them, case 7.9.*)
+/// fail a connection whose Close carries one, so this client neither sends
+/// nor accepts them.
 pub fn is_valid_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
 }
 
 impl CloseFrame {
@@ -135,11 +139,15 @@ mod tests {
             })
         );
         assert_eq!(CloseFrame::parse(b"\x03").unwrap_err().close_code(), Some(1002));
-        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+        for code in [
+            0u16, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             let e = CloseFrame::parse(&code.to_be_bytes()).unwrap_err();
             assert_eq!(e.close_code(), Some(1002), "{code}");
         }
-        for code in [1000u16, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999] {
+        for code in [
+            1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+        ] {
             assert!(CloseFrame::parse(&code.to_be_bytes()).is_ok(), "{code}");
         }
         let e = CloseFrame::parse(b"\x03\xe8\xff").unwrap_err();
