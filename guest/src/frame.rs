@@ -165,8 +165,17 @@ impl FrameHeader {
 /// started at payload offset 0.
 ///
 /// Masking is the one operation applied to every payload byte sent, so it
-/// works on 8-byte words; only the last few bytes go one at a time.
+/// works on whole words: 16-byte wasm SIMD vectors when the code is built
+/// with `simd128` (the wsgate plugin build), 8-byte integers otherwise;
+/// only the last few bytes go one at a time.
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let buf = mask_simd128(buf, mask);
+    mask_words(buf, mask);
+}
+
+/// The portable masking: 8-byte words, then the tail.
+fn mask_words(buf: &mut [u8], mask: [u8; 4]) {
     let [a, b, c, d] = mask;
     let word = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
     let (words, tail) = buf.as_chunks_mut::<8>();
@@ -178,6 +187,26 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
     for (byte, key) in tail.iter_mut().zip(mask.iter().cycle()) {
         *byte ^= key;
     }
+}
+
+/// Masks the 16-byte chunks of `buf` with wasm SIMD; returns the rest
+/// (under 16 bytes, at key offset 0 since 16 is a multiple of 4).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[allow(unsafe_code)]
+fn mask_simd128(buf: &mut [u8], mask: [u8; 4]) -> &mut [u8] {
+    use core::arch::wasm32::{u32x4_splat, v128, v128_load, v128_store, v128_xor};
+    let key = u32x4_splat(u32::from_ne_bytes(mask));
+    let (chunks, tail) = buf.as_chunks_mut::<16>();
+    for chunk in chunks {
+        let ptr = chunk.as_mut_ptr().cast::<v128>();
+        // SAFETY: `chunk` is an exclusively borrowed `[u8; 16]`, so `ptr`
+        // is valid for reads and writes of 16 bytes, the size of a `v128`;
+        // `v128_load` and `v128_store` take unaligned addresses (they are
+        // wasm's `v128.load` and `v128.store`, which have no alignment
+        // requirement), and every bit pattern is a valid `v128` and `[u8; 16]`.
+        unsafe { v128_store(ptr, v128_xor(v128_load(ptr), key)) };
+    }
+    tail
 }
 
 /// Like [`apply_mask`], for a piece of a payload that starts at payload
@@ -220,14 +249,16 @@ enum State {
 /// pieces of the input rather than collected, so that the caller copies
 /// each byte once, into the message it assembles.
 ///
-/// It enforces the rules of single frames: no RSV bits (no extension is
-/// negotiated), no reserved opcodes, no masked frames from a server,
-/// control frames final and at most 125 bytes (all 1002), and the frame
-/// size limit (1009). Rules spanning frames (fragment order, UTF-8, the
-/// message size) are the caller's.
+/// It enforces the rules of single frames: no RSV bits but those of a
+/// negotiated extension ([`FrameDecoder::allow_rsv`]), no reserved opcodes,
+/// no masked frames from a server, control frames final and at most 125
+/// bytes (all 1002), and the frame size limit (1009). Rules spanning frames
+/// (fragment order, UTF-8, the message size, which frames an extension's
+/// bit may be set on) are the caller's.
 #[derive(Debug)]
 pub struct FrameDecoder {
     max_frame_size: u64,
+    allowed_rsv: u8,
     head: [u8; FrameHeader::MAX_SIZE],
     head_len: usize,
     state: State,
@@ -238,9 +269,25 @@ impl FrameDecoder {
     pub fn new(max_frame_size: usize) -> FrameDecoder {
         FrameDecoder {
             max_frame_size: u64::try_from(max_frame_size).unwrap_or(u64::MAX),
+            allowed_rsv: 0,
             head: [0; FrameHeader::MAX_SIZE],
             head_len: 0,
             state: State::Header,
+        }
+    }
+
+    /// Lets frames set the RSV bits of `rsv` (as in [`FrameHeader::rsv`]:
+    /// RSV1 is `0b100`), which a negotiated extension defines.
+    pub fn allow_rsv(&mut self, rsv: u8) {
+        self.allowed_rsv = rsv & 0b111;
+    }
+
+    /// How many payload bytes of the current frame are still due (0
+    /// between frames).
+    pub fn payload_remaining(&self) -> u64 {
+        match self.state {
+            State::Header => 0,
+            State::Payload { remaining } => remaining,
         }
     }
 
@@ -311,7 +358,7 @@ impl FrameDecoder {
     }
 
     fn check(&self, h: &FrameHeader) -> Result<(), Error> {
-        if h.rsv != 0 {
+        if h.rsv & !self.allowed_rsv != 0 {
             return Err(Error::protocol(format!(
                 "reserved bits {:#05b} set without a negotiated extension",
                 h.rsv
@@ -430,6 +477,36 @@ mod tests {
                     reference_mask(&mut slow[align..align + len], mask, offset);
                     assert_eq!(fast, slow, "align {align} len {len} offset {offset}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn word_masking_matches_reference() {
+        // The portable path on its own (on a simd128 build, `apply_mask`
+        // takes the other one).
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        for len in 0..70 {
+            let data: Vec<u8> = (0..len as u8).collect();
+            let (mut fast, mut slow) = (data.clone(), data);
+            mask_words(&mut fast, mask);
+            reference_mask(&mut slow, mask, 0);
+            assert_eq!(fast, slow, "len {len}");
+        }
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[test]
+    fn simd_masking_matches_words() {
+        let mask = [0x9a, 0x01, 0xfe, 0x37];
+        let data: Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        for align in 0..16 {
+            for len in 0..=260 {
+                let (mut simd, mut words) = (data.clone(), data.clone());
+                let tail = mask_simd128(&mut simd[align..align + len], mask);
+                mask_words(tail, mask);
+                mask_words(&mut words[align..align + len], mask);
+                assert_eq!(simd, words, "align {align} len {len}");
             }
         }
     }
@@ -561,6 +638,13 @@ mod tests {
         fails(&ping, 1002); // control frame over 125
         fails(&[0x82, 126, 0x03, 0xE9], 1009); // 1001 bytes > 1000
         fails(&[0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0], 1002); // length MSB
+        // An allowed RSV bit passes; the others still fail.
+        let mut d = FrameDecoder::new(1000);
+        d.allow_rsv(0b100);
+        assert!(matches!(d.decode(&[0xC1, 0x00]), Ok((2, Decoded::Header(h))) if h.rsv == 0b100));
+        let mut d = FrameDecoder::new(1000);
+        d.allow_rsv(0b100);
+        assert_eq!(d.decode(&[0xE1, 0x00]).unwrap_err().close_code(), Some(1002));
         // At the limit is fine.
         let mut ok = vec![0x82, 126, 0x03, 0xE8];
         ok.extend([0; 1000]);
