@@ -1,5 +1,8 @@
 //! Client settings: extra handshake headers, subprotocols and limits.
 
+use std::time::Duration;
+
+use crate::deflate::DeflateConfig;
 use crate::error::Error;
 
 /// Header names the SDK writes itself, or that would change the meaning of
@@ -13,8 +16,9 @@ const RESERVED_HEADERS: &[&str] = &[
     "sec-websocket-version",
     "sec-websocket-accept",
     "sec-websocket-protocol",
-    // No extension is implemented: offering one could make the server set
-    // RSV bits that this client must then reject.
+    // Extensions are negotiated by the SDK (`ClientConfig::deflate`): one
+    // it does not implement would make the server set RSV bits or change
+    // payloads in ways this client must reject.
     "sec-websocket-extensions",
     // The upgrade GET has no body; a length would desynchronise the stream.
     "content-length",
@@ -44,6 +48,8 @@ pub struct ClientConfig {
     pub(crate) max_message_size: usize,
     pub(crate) max_fragments: usize,
     pub(crate) max_response_head: usize,
+    pub(crate) close_timeout: Duration,
+    pub(crate) deflate: Option<DeflateConfig>,
     pub(crate) invalid: Option<String>,
 }
 
@@ -60,6 +66,8 @@ impl Default for ClientConfig {
             // fragments" cases, which real servers can legitimately match.
             max_fragments: 1 << 17,
             max_response_head: 16 << 10,
+            close_timeout: Duration::from_secs(5),
+            deflate: None,
             invalid: None,
         }
     }
@@ -103,22 +111,27 @@ impl ClientConfig {
     }
 
     /// The largest frame payload accepted from the server, in bytes
-    /// (default 16 MiB). A larger frame ends the session with 1009.
+    /// (default 16 MiB). A larger frame ends the session with 1009 as soon
+    /// as its header arrives.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = bytes;
         self
     }
 
     /// The largest message accepted from the server, in bytes, after
-    /// reassembly of its fragments (default 64 MiB). A larger message ends
-    /// the session with 1009.
+    /// reassembly of its fragments and after decompression (default
+    /// 64 MiB); its compressed size is held to it too. A larger message
+    /// ends the session with 1009 as soon as a header or the decompressed
+    /// data shows it. Memory grows with the data that arrived, never to
+    /// more than this.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
     }
 
-    /// The most frames one message may be split into (default 131072). More
-    /// ends the session with 1009.
+    /// The most frames one message may be split into (default 131072),
+    /// empty ones included: it bounds the work of a message of tiny frames.
+    /// More ends the session with 1009.
     pub fn max_fragments(mut self, count: usize) -> Self {
         self.max_fragments = count;
         self
@@ -128,6 +141,28 @@ impl ClientConfig {
     /// accepted, in bytes (default 16 KiB).
     pub fn max_response_head(mut self, bytes: usize) -> Self {
         self.max_response_head = bytes;
+        self
+    }
+
+    /// How long [`WebSocket::close`](crate::WebSocket::close) waits for the
+    /// peer's answering Close, and
+    /// [`WebSocket::wait_closed`](crate::WebSocket::wait_closed) for the end
+    /// of the stream (default 5 s). A zero duration does not wait at all.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Offers the permessage-deflate extension (RFC 7692) with these
+    /// parameters. When the server accepts, messages are compressed both
+    /// ways; the agreed parameters are in
+    /// [`Response::deflate`](crate::Response::deflate). Decompressed
+    /// messages are held to [`max_message_size`](Self::max_message_size).
+    pub fn deflate(mut self, deflate: DeflateConfig) -> Self {
+        match deflate.problem() {
+            Some(problem) => self.remember(format!("permessage-deflate: {problem}")),
+            None => self.deflate = Some(deflate),
+        }
         self
     }
 

@@ -35,6 +35,11 @@ pub enum ErrorKind {
     Utf8,
     /// The host could not open a connection (set by the wasm layer).
     Connect,
+    /// A read did not complete within the time allowed: the read timeout
+    /// set on the [`Transport`](crate::Transport), or the close handshake's
+    /// [`close_timeout`](crate::ClientConfig::close_timeout). Nothing was
+    /// consumed: after a timeout of `recv`, the session is still usable.
+    Timeout,
 }
 
 impl ErrorKind {
@@ -49,6 +54,7 @@ impl ErrorKind {
             ErrorKind::Capacity => "WebSocket limit exceeded",
             ErrorKind::Utf8 => "invalid UTF-8",
             ErrorKind::Connect => "connect failed",
+            ErrorKind::Timeout => "timed out",
         }
     }
 }
@@ -134,6 +140,27 @@ impl Error {
         Error::with(ErrorKind::AlreadyClosed, detail)
     }
 
+    /// A read that timed out: `what` says which wait; `err` is the
+    /// transport's error, kept as the source.
+    pub(crate) fn timeout(what: impl Into<String>, err: Option<std::io::Error>) -> Error {
+        let mut e = Error::with(ErrorKind::Timeout, what);
+        e.inner.source = err.map(|err| Box::new(err) as Box<dyn std::error::Error + Send + Sync>);
+        e
+    }
+
+    /// An error of a read: a timeout (`WouldBlock`, which is how a socket
+    /// with a read timeout reports it on Unix, or `TimedOut`) becomes an
+    /// error of kind [`ErrorKind::Timeout`], any other one of kind
+    /// [`ErrorKind::Io`].
+    pub(crate) fn from_read(err: std::io::Error) -> Error {
+        match err.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                Error::timeout(format!("read timed out ({err})"), Some(err))
+            }
+            _ => Error::from(err),
+        }
+    }
+
     /// A protocol violation of the peer: the session ends with 1002.
     pub(crate) fn protocol(detail: impl Into<String>) -> Error {
         let mut e = Error::with(ErrorKind::Protocol, detail);
@@ -188,8 +215,10 @@ impl Error {
     /// response, any I/O error, and HTTP 502, 503 and 504 (a gateway or an
     /// overloaded server in front of the real one). False for other HTTP
     /// statuses (401, 403, 404...: the server has spoken), for protocol
-    /// errors, and for [`ErrorKind::Connect`] (the host has already tried
-    /// every path it knows).
+    /// errors, for [`ErrorKind::Connect`] (the host has already tried
+    /// every path it knows), and for [`ErrorKind::Timeout`]: a server that
+    /// is slow to answer may have acted on the request, and trying another
+    /// path would send the upgrade twice.
     pub fn is_path_failure(&self) -> bool {
         match self.inner.kind {
             ErrorKind::Io => true,
@@ -257,6 +286,17 @@ mod tests {
         }
         assert!(!Error::protocol("x").is_path_failure());
         assert!(!Error::connect("x").is_path_failure());
+        let t = Error::from_read(std::io::ErrorKind::WouldBlock.into());
+        assert_eq!(t.kind(), ErrorKind::Timeout);
+        assert!(!t.is_path_failure());
+        assert_eq!(
+            Error::from_read(std::io::ErrorKind::TimedOut.into()).kind(),
+            ErrorKind::Timeout
+        );
+        assert_eq!(
+            Error::from_read(std::io::ErrorKind::ConnectionReset.into()).kind(),
+            ErrorKind::Io
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
 
 use crate::config::{ClientConfig, is_token};
+use crate::deflate::{DeflateConfig, DeflateParams, negotiate};
 use crate::error::Error;
 use crate::url::Url;
 
@@ -31,6 +32,7 @@ pub struct Request {
     bytes: Vec<u8>,
     key: String,
     subprotocols: Vec<String>,
+    deflate: Option<DeflateConfig>,
 }
 
 impl Request {
@@ -61,6 +63,9 @@ impl Request {
         if !config.subprotocols.is_empty() {
             line("Sec-WebSocket-Protocol", &config.subprotocols.join(", "));
         }
+        if let Some(deflate) = &config.deflate {
+            line("Sec-WebSocket-Extensions", &deflate.offer());
+        }
         for (name, value) in &config.headers {
             line(name, value);
         }
@@ -74,6 +79,7 @@ impl Request {
             bytes,
             key,
             subprotocols: config.subprotocols.clone(),
+            deflate: config.deflate.clone(),
         }
     }
 
@@ -108,6 +114,7 @@ pub struct Response {
     headers: Vec<(String, Vec<u8>)>,
     subprotocol: Option<String>,
     http11: bool,
+    deflate: Option<DeflateParams>,
 }
 
 impl Response {
@@ -136,6 +143,13 @@ impl Response {
         self.subprotocol.as_deref()
     }
 
+    /// The permessage-deflate parameters the server agreed to, if it
+    /// accepted the extension. Set by [`read_response`] (not by
+    /// [`ResponseParser`], which does not know the request).
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.deflate.as_ref()
+    }
+
     fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
         self.headers
             .iter()
@@ -144,8 +158,14 @@ impl Response {
     }
 
     /// Checks that this response accepts `request` (RFC 6455 §4.1, the
-    /// client's checks of the server's handshake).
+    /// client's checks of the server's handshake, and RFC 7692's of the
+    /// permessage-deflate answer).
     pub fn verify(&self, request: &Request) -> Result<(), Error> {
+        self.check(request).map(drop)
+    }
+
+    /// [`Response::verify`], returning the agreed extension parameters.
+    fn check(&self, request: &Request) -> Result<Option<DeflateParams>, Error> {
         if self.status != 101 {
             return Err(Error::http_status(self.status, &self.reason));
         }
@@ -172,14 +192,9 @@ impl Response {
             (None, _) => return Err(Error::handshake("response lacks Sec-WebSocket-Accept")),
             _ => return Err(Error::handshake("wrong Sec-WebSocket-Accept")),
         }
-        // This client offers no extension, so the server may not use one
-        // (its frames would set RSV bits this client must reject).
-        if let Some(ext) = self.values("sec-websocket-extensions").find(|v| !trim(v).is_empty()) {
-            return Err(Error::handshake(format!(
-                "server chose extension {:?}, none was offered",
-                String::from_utf8_lossy(trim(ext))
-            )));
-        }
+        // Only an extension that was offered may be chosen; its frames
+        // would otherwise set RSV bits this client must reject.
+        let deflate = negotiate(request.deflate.as_ref(), self.values("sec-websocket-extensions"))?;
         let mut protocols = self.values("sec-websocket-protocol");
         if let (Some(_), Some(_)) = (protocols.next(), protocols.next()) {
             return Err(Error::handshake("more than one Sec-WebSocket-Protocol in response"));
@@ -197,7 +212,7 @@ impl Response {
                 )));
             }
         }
-        Ok(())
+        Ok(deflate)
     }
 }
 
@@ -323,6 +338,7 @@ fn parse_head(head: &[u8]) -> Result<Response, Error> {
         headers,
         subprotocol,
         http11: version == 1,
+        deflate: None,
     })
 }
 
@@ -362,10 +378,10 @@ pub fn read_response<R: Read>(
             }
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(Error::from_read(e)),
         };
-        if let Some((response, leftover)) = parser.feed(&chunk[..n])? {
-            response.verify(request)?;
+        if let Some((mut response, leftover)) = parser.feed(&chunk[..n])? {
+            response.deflate = response.check(request)?;
             return Ok((response, leftover));
         }
     }

@@ -11,7 +11,9 @@
 //! - [`url`]: `ws://` and `wss://` URLs.
 //! - [`handshake`]: the upgrade request and the checks of the response.
 //! - [`frame`]: frame headers, masking and the incremental frame decoder.
-//! - [`WebSocket`]: the session (messages, control frames, closing).
+//! - [`WebSocket`]: the session (messages, control frames, closing), over
+//!   any [`Transport`]: a byte stream whose reads can time out.
+//! - [`DeflateConfig`]: permessage-deflate (RFC 7692), when asked for.
 //!
 //! ```no_run
 //! use std::net::TcpStream;
@@ -34,11 +36,13 @@
 #![deny(unsafe_code)]
 
 mod config;
+mod deflate;
 mod error;
 pub mod frame;
 pub mod handshake;
 mod message;
 mod rand;
+mod transport;
 pub mod url;
 mod websocket;
 
@@ -48,12 +52,12 @@ mod wasm;
 #[cfg(target_arch = "wasm32")]
 pub use wasm::{HostStream, RaceEvent, connect, connect_with_config};
 
-use std::io::{Read, Write};
-
 pub use config::ClientConfig;
+pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{Error, ErrorKind};
 pub use handshake::{Request, Response, read_response};
 pub use message::{CloseFrame, MAX_CLOSE_REASON, Message, is_valid_close_code};
+pub use transport::Transport;
 pub use url::Url;
 pub use websocket::WebSocket;
 
@@ -63,13 +67,13 @@ pub use websocket::WebSocket;
 /// Writes the upgrade request, reads and checks the response, and returns
 /// the session. Bytes the server sent right behind its response are kept
 /// for the session.
-pub fn client<S: Read + Write>(stream: S, url: &Url, config: ClientConfig) -> Result<WebSocket<S>, Error> {
+pub fn client<S: Transport>(stream: S, url: &Url, config: ClientConfig) -> Result<WebSocket<S>, Error> {
     client_with_response(stream, url, config).map(|(ws, _)| ws)
 }
 
 /// Like [`client`], also returning the server's handshake response (for its
 /// headers and the chosen [`subprotocol`](Response::subprotocol)).
-pub fn client_with_response<S: Read + Write>(
+pub fn client_with_response<S: Transport>(
     mut stream: S,
     url: &Url,
     config: ClientConfig,
@@ -78,5 +82,5 @@ pub fn client_with_response<S: Read + Write>(
     stream.write_all(request.bytes())?;
     stream.flush()?;
     let (response, leftover) = read_response(&mut stream, &request, &config)?;
-    Ok((WebSocket::from_upgraded(stream, leftover, config), response))
+    Ok((WebSocket::from_response(stream, &response, leftover, config), response))
 }

@@ -1,13 +1,18 @@
 //! The WebSocket session over an upgraded byte stream: messages out and in,
-//! control frames, and the closing handshake (RFC 6455 §5-7).
+//! control frames, permessage-deflate, and the closing handshake (RFC 6455
+//! §5-7, RFC 7692).
 
-use std::io::{self, Read, Write};
+use std::io;
+use std::time::{Duration, Instant};
 
 use crate::config::ClientConfig;
+use crate::deflate::{DeflateParams, Deflater, Inflater};
 use crate::error::{Error, ErrorKind};
 use crate::frame::{Decoded, FrameDecoder, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, apply_mask_at};
+use crate::handshake::Response;
 use crate::message::{CloseFrame, Message};
 use crate::rand::MaskPool;
+use crate::transport::Transport;
 
 /// Bytes read from the stream at a time. Large enough that a big message
 /// takes few reads, small enough to be cheap in a component's memory.
@@ -17,9 +22,17 @@ const READ_CHUNK: usize = 64 << 10;
 /// of at most this size, so sending never copies a whole message.
 const WRITE_CHUNK: usize = 64 << 10;
 
-/// How many messages [`WebSocket::close`] discards while waiting for the
-/// peer's Close before giving up on it.
-const CLOSE_DRAIN_MESSAGES: usize = 4096;
+/// The most a message's buffer takes before its bytes arrive: a header may
+/// announce up to the limits, and memory should follow what was received,
+/// not what was announced.
+const FIRST_ALLOCATION: u64 = 64 << 10;
+
+/// The compression buffer kept between messages: a larger one (after a
+/// large message) is given back rather than held for the session's life.
+const KEPT_COMPRESSION_BUFFER: usize = 1 << 20;
+
+/// RSV1, permessage-deflate's "compressed message" bit (RFC 7692 §6).
+const RSV1: u8 = 0b100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -37,17 +50,22 @@ enum State {
 #[derive(Debug)]
 struct Partial {
     text: bool,
+    /// RSV1 was set on its first frame: `data` is the decompressed output.
+    compressed: bool,
     data: Vec<u8>,
     /// For text: how many bytes of `data` are known to be valid UTF-8. The
     /// rest (at most 3 bytes) is the start of a character whose remaining
     /// bytes have not arrived yet.
     validated: usize,
     fragments: usize,
+    /// Payload bytes announced by its frames so far (compressed, if it is).
+    wire: u64,
 }
 
 impl Partial {
     /// Validates the newly arrived text, so that invalid UTF-8 fails the
-    /// message as soon as it arrives, not when the message is complete.
+    /// message as soon as the bytes received cannot start valid text, not
+    /// when the message is complete (Autobahn 6.4.*).
     fn validate(&mut self) -> Result<(), Error> {
         let fresh = self.data.get(self.validated..).unwrap_or_default();
         match simdutf8::compat::from_utf8(fresh) {
@@ -61,14 +79,23 @@ impl Partial {
     }
 }
 
+/// The permessage-deflate state of a session that agreed to it.
+#[derive(Debug)]
+struct Compression {
+    deflater: Deflater,
+    inflater: Inflater,
+    /// The compressed form of the message being sent, reused.
+    buf: Vec<u8>,
+}
+
 /// A WebSocket client session over a byte stream `S` whose opening
 /// handshake is done.
 ///
 /// It is blocking: [`recv`](WebSocket::recv) reads until a message is
-/// complete and [`send`](WebSocket::send) writes a whole frame. Over a
-/// native `TcpStream`, bound the waiting with the stream's read timeout; a
-/// read that fails (a timeout included) consumes no input, so `recv` can be
-/// called again after it. The host's streams have no read timeout.
+/// complete and [`send`](WebSocket::send) writes a whole frame. Bound the
+/// waiting with the [`Transport`]'s read timeout: a read that times out
+/// fails with [`ErrorKind::Timeout`], consumes no input, and `recv` can be
+/// called again after it.
 ///
 /// Received Pings are answered with a Pong at once and are also returned by
 /// `recv` (as tungstenite does), so that an application can see them;
@@ -78,6 +105,7 @@ pub struct WebSocket<S> {
     stream: S,
     max_message_size: u64,
     max_fragments: usize,
+    close_timeout: Duration,
     decoder: FrameDecoder,
     /// Received bytes; `rbuf[rpos..rend]` are not decoded yet.
     rbuf: Vec<u8>,
@@ -89,23 +117,44 @@ pub struct WebSocket<S> {
     control: Vec<u8>,
     partial: Option<Partial>,
     state: State,
+    /// When the current wait of the close handshake ends.
+    deadline: Option<Instant>,
     masks: MaskPool,
     wbuf: Vec<u8>,
+    deflate: Option<Box<Compression>>,
 }
 
-impl<S: Read + Write> WebSocket<S> {
-    /// Wraps a stream whose handshake is done.
+impl<S: Transport> WebSocket<S> {
+    /// Wraps a stream whose handshake is done, without extensions.
     ///
     /// `leftover` holds the bytes read past the handshake response (from
     /// [`read_response`](crate::handshake::read_response)); they are
-    /// decoded before anything is read from `stream`.
+    /// decoded before anything is read from `stream`. When the request
+    /// offered permessage-deflate, use [`WebSocket::from_response`], which
+    /// knows whether the server accepted it.
     pub fn from_upgraded(stream: S, leftover: Vec<u8>, config: ClientConfig) -> Self {
+        Self::with_extensions(stream, leftover, config, None)
+    }
+
+    /// Wraps a stream whose handshake produced `response` (from
+    /// [`read_response`](crate::handshake::read_response)), with the
+    /// extensions the server agreed to in it.
+    pub fn from_response(stream: S, response: &Response, leftover: Vec<u8>, config: ClientConfig) -> Self {
+        Self::with_extensions(stream, leftover, config, response.deflate())
+    }
+
+    fn with_extensions(stream: S, leftover: Vec<u8>, config: ClientConfig, deflate: Option<&DeflateParams>) -> Self {
         let rend = leftover.len();
+        let mut decoder = FrameDecoder::new(config.max_frame_size);
+        if deflate.is_some() {
+            decoder.allow_rsv(RSV1);
+        }
         WebSocket {
             stream,
             max_message_size: u64::try_from(config.max_message_size).unwrap_or(u64::MAX),
             max_fragments: config.max_fragments,
-            decoder: FrameDecoder::new(config.max_frame_size),
+            close_timeout: config.close_timeout,
+            decoder,
             rbuf: leftover,
             rpos: 0,
             rend,
@@ -113,8 +162,16 @@ impl<S: Read + Write> WebSocket<S> {
             control: Vec::with_capacity(MAX_CONTROL_PAYLOAD),
             partial: None,
             state: State::Open,
+            deadline: None,
             masks: MaskPool::new(),
             wbuf: Vec::new(),
+            deflate: deflate.map(|params| {
+                Box::new(Compression {
+                    deflater: Deflater::new(params),
+                    inflater: Inflater::new(params),
+                    buf: Vec::new(),
+                })
+            }),
         }
     }
 
@@ -140,17 +197,24 @@ impl<S: Read + Write> WebSocket<S> {
         self.state == State::Open
     }
 
-    /// Sends a message as one frame.
+    /// Whether permessage-deflate is in use.
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Sends a message as one frame (compressed under permessage-deflate).
     ///
     /// Sending `Message::Close` starts the closing handshake: nothing more
     /// can be sent, and `recv` returns the remaining messages up to the
     /// peer's Close. Pings and Pongs carry at most 125 bytes, close reasons
-    /// 123.
+    /// 123; close codes must be valid
+    /// ([`is_valid_close_code`](crate::is_valid_close_code)). A message
+    /// refused for these reasons is not sent and the session stays open.
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
         self.check_can_send()?;
         match message {
-            Message::Text(text) => self.write(OpCode::Text, text.as_bytes()),
-            Message::Binary(data) => self.write(OpCode::Binary, &data),
+            Message::Text(text) => self.write_data(OpCode::Text, text.as_bytes()),
+            Message::Binary(data) => self.write_data(OpCode::Binary, &data),
             Message::Ping(data) => self.write_control(OpCode::Ping, &data),
             Message::Pong(data) => self.write_control(OpCode::Pong, &data),
             Message::Close(frame) => {
@@ -158,7 +222,7 @@ impl<S: Read + Write> WebSocket<S> {
                 if let Some(frame) = &frame {
                     frame.encode(&mut payload)?;
                 }
-                self.write(OpCode::Close, &payload)?;
+                self.write(OpCode::Close, 0, &payload)?;
                 self.state = State::CloseSent;
                 Ok(())
             }
@@ -169,9 +233,14 @@ impl<S: Read + Write> WebSocket<S> {
     /// Close was sent already), then reads until the peer's Close arrives,
     /// discarding other messages.
     ///
-    /// The wait is bounded by the stream's read timeout and by a maximum
-    /// number of discarded messages; an end of stream before the peer's
-    /// Close is an error of kind `ConnectionClosed`.
+    /// The wait is bounded by [`ClientConfig::close_timeout`] (default
+    /// 5 s), whatever the stream's own read timeout, which is restored
+    /// afterwards. When it passes, the error is of kind
+    /// [`ErrorKind::Timeout`] and the session stays closing: `close` may be
+    /// called again to wait longer, or the session dropped. An end of
+    /// stream before the peer's Close is an error of kind
+    /// `ConnectionClosed`. After the peer's Close, `close` returns `Ok` at
+    /// once.
     pub fn close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
         match self.state {
             State::Open => self.send(Message::Close(Some(CloseFrame {
@@ -184,29 +253,114 @@ impl<S: Read + Write> WebSocket<S> {
                 return Err(Error::already_closed("an earlier error ended the WebSocket"));
             }
         }
-        for _ in 0..CLOSE_DRAIN_MESSAGES {
-            if let Message::Close(_) = self.recv()? {
-                return Ok(());
+        let timeout = self.close_timeout;
+        self.within_close_timeout(|ws| {
+            loop {
+                match ws.recv() {
+                    Ok(Message::Close(_)) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::Timeout => {
+                        return Err(Error::timeout(
+                            format!("the peer did not answer our Close within {timeout:?}"),
+                            None,
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
+        })
+    }
+
+    /// Waits for the server to close the connection, at most
+    /// [`ClientConfig::close_timeout`], discarding whatever it still sends.
+    ///
+    /// RFC 6455 §7.1.1 has the server close the TCP connection first, and
+    /// a client wait for that: call this after the close handshake (or
+    /// after an error that sent a Close) before dropping the session, where
+    /// it matters to the server (the Autobahn testsuite notes a client that
+    /// drops first). `Ok` once the stream ended (or the peer reset it); an
+    /// error of kind [`ErrorKind::Timeout`] when it did not in time. Before
+    /// the close handshake it fails without reading.
+    pub fn wait_closed(&mut self) -> Result<(), Error> {
+        if matches!(self.state, State::Open | State::CloseSent) {
+            return Err(Error::local(
+                ErrorKind::Protocol,
+                "the close handshake is not done: call close first",
+            ));
         }
-        self.state = State::Failed;
-        Err(Error::local(
-            ErrorKind::Protocol,
-            format!("peer sent {CLOSE_DRAIN_MESSAGES} messages after our Close without answering it"),
-        ))
+        let timeout = self.close_timeout;
+        self.within_close_timeout(|ws| {
+            ws.rbuf.resize(READ_CHUNK, 0);
+            ws.rpos = 0;
+            ws.rend = 0;
+            loop {
+                ws.arm_deadline()?;
+                match ws.stream.read(&mut ws.rbuf) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                        ) =>
+                    {
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        return Err(match Error::from_read(e) {
+                            e if e.kind() == ErrorKind::Timeout => Error::timeout(
+                                format!("the server did not close the connection within {timeout:?}"),
+                                None,
+                            ),
+                            e => e,
+                        });
+                    }
+                }
+            }
+        })
+    }
+
+    /// Runs `wait` with reads bounded by the close timeout, restoring the
+    /// stream's read timeout afterwards.
+    fn within_close_timeout(&mut self, wait: impl FnOnce(&mut Self) -> Result<(), Error>) -> Result<(), Error> {
+        let previous = self.stream.read_timeout()?;
+        // A timeout too large for the clock is no bound at all.
+        self.deadline = Instant::now().checked_add(self.close_timeout);
+        let result = wait(self);
+        self.deadline = None;
+        let restored = self.stream.set_read_timeout(previous);
+        result?;
+        Ok(restored?)
+    }
+
+    /// Before a read in the close handshake: bounds it by what is left of
+    /// the close timeout, or fails if nothing is.
+    fn arm_deadline(&mut self) -> Result<(), Error> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::timeout("close timeout", None));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        Ok(())
     }
 
     /// Receives the next message.
     ///
-    /// Fragmented messages are reassembled; control frames between their
-    /// fragments are handled and returned in between. A Ping is answered
-    /// with a Pong before it is returned. When the peer's Close arrives it
-    /// is answered with a Close of the same code (if we had not sent one)
-    /// and returned; after it, `recv` fails with `AlreadyClosed`.
+    /// Fragmented messages are reassembled (and decompressed); control
+    /// frames between their fragments are handled and returned in between.
+    /// A Ping is answered with a Pong before it is returned. When the
+    /// peer's Close arrives it is answered with a Close of the same code
+    /// (if we had not sent one) and returned; after it, `recv` fails with
+    /// `AlreadyClosed`.
     ///
     /// A violation of the protocol by the peer sends a Close with the
-    /// error's [`close_code`](Error::close_code) (best effort) and ends the
-    /// session.
+    /// error's [`close_code`](Error::close_code) (best effort, without
+    /// waiting for the peer) and ends the session. A read that times out
+    /// (the [`Transport`]'s read timeout) fails with
+    /// [`ErrorKind::Timeout`] and leaves the session as it was.
     pub fn recv(&mut self) -> Result<Message, Error> {
         match self.state {
             State::Open | State::CloseSent => {}
@@ -252,6 +406,7 @@ impl<S: Read + Write> WebSocket<S> {
             self.rbuf.shrink_to(READ_CHUNK);
         }
         loop {
+            self.arm_deadline()?;
             match self.stream.read(&mut self.rbuf) {
                 Ok(0) => {
                     let was = self.state;
@@ -270,7 +425,7 @@ impl<S: Read + Write> WebSocket<S> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // Nothing was consumed: the session stays usable, and a
                 // caller whose read timed out can call `recv` again.
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(Error::from_read(e)),
             }
         }
     }
@@ -278,11 +433,18 @@ impl<S: Read + Write> WebSocket<S> {
     /// Checks a frame header against the state of the message sequence.
     fn on_header(&mut self, header: FrameHeader) -> Result<(), Error> {
         let len = header.payload_len;
+        // The decoder lets RSV1 through only under permessage-deflate,
+        // which defines it for the first frame of a data message alone
+        // (RFC 7692 §6.1).
+        let compressed = header.rsv & RSV1 != 0;
         match header.opcode {
             OpCode::Continuation => {
                 let Some(partial) = &mut self.partial else {
                     return Err(Error::protocol("continuation frame without a message to continue"));
                 };
+                if compressed {
+                    return Err(Error::protocol("RSV1 set on a continuation frame"));
+                }
                 if partial.fragments >= self.max_fragments {
                     return Err(Error::capacity(format!(
                         "message in more than {} fragments (max_fragments)",
@@ -290,8 +452,8 @@ impl<S: Read + Write> WebSocket<S> {
                     )));
                 }
                 partial.fragments += 1;
-                check_message_size(partial.data.len() as u64, len, self.max_message_size)?;
-                reserve(&mut partial.data, len);
+                check_message_size(partial.wire, len, self.max_message_size)?;
+                partial.wire += len;
             }
             OpCode::Text | OpCode::Binary => {
                 if self.partial.is_some() {
@@ -301,16 +463,24 @@ impl<S: Read + Write> WebSocket<S> {
                     )));
                 }
                 check_message_size(0, len, self.max_message_size)?;
-                let mut data = Vec::new();
-                reserve(&mut data, len);
+                // An uncompressed final frame's size is the message's;
+                // otherwise the buffer grows as the data comes.
+                let first = if compressed { 0 } else { len.min(FIRST_ALLOCATION) };
                 self.partial = Some(Partial {
                     text: header.opcode == OpCode::Text,
-                    data,
+                    compressed,
+                    data: Vec::with_capacity(usize::try_from(first).unwrap_or(0)),
                     validated: 0,
                     fragments: 1,
+                    wire: len,
                 });
             }
-            OpCode::Close | OpCode::Ping | OpCode::Pong => self.control.clear(),
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {
+                if compressed {
+                    return Err(Error::protocol(format!("RSV1 set on a {:?} frame", header.opcode)));
+                }
+                self.control.clear();
+            }
         }
         self.current = Some(header);
         Ok(())
@@ -334,8 +504,28 @@ impl<S: Read + Write> WebSocket<S> {
         let Some(partial) = &mut self.partial else {
             return Err(Error::protocol("payload without a message"));
         };
-        partial.data.extend_from_slice(data);
-        if partial.text && !data.is_empty() {
+        let max = usize::try_from(self.max_message_size).unwrap_or(usize::MAX);
+        if partial.compressed {
+            let Some(z) = &mut self.deflate else {
+                return Err(Error::protocol("compressed message without permessage-deflate"));
+            };
+            z.inflater.inflate(data, &mut partial.data, max)?;
+            if end && header.fin {
+                z.inflater.finish(&mut partial.data, max)?;
+            }
+        } else {
+            // Within the limits checked on the header: this frame's end
+            // when it ends the message, the message limit otherwise.
+            let rest = usize::try_from(self.decoder.payload_remaining()).unwrap_or(usize::MAX);
+            let bound = if header.fin {
+                partial.data.len().saturating_add(len).saturating_add(rest)
+            } else {
+                max
+            };
+            grow(&mut partial.data, len, bound);
+            partial.data.extend_from_slice(data);
+        }
+        if partial.text && partial.validated < partial.data.len() {
             partial.validate()?;
         }
         if !end {
@@ -366,7 +556,7 @@ impl<S: Read + Write> WebSocket<S> {
             OpCode::Ping => {
                 // After our Close we send nothing, Pongs included (§5.5.1).
                 if self.state == State::Open {
-                    self.write(OpCode::Pong, &payload)?;
+                    self.write(OpCode::Pong, 0, &payload)?;
                 }
                 Ok(Message::Ping(payload))
             }
@@ -382,7 +572,7 @@ impl<S: Read + Write> WebSocket<S> {
                         Some(f) => f.code.to_be_bytes().to_vec(),
                         None => Vec::new(),
                     };
-                    let _ = self.write(OpCode::Close, &echo);
+                    let _ = self.write(OpCode::Close, 0, &echo);
                 }
                 self.state = State::Closed;
                 Ok(Message::Close(frame))
@@ -391,8 +581,8 @@ impl<S: Read + Write> WebSocket<S> {
     }
 
     /// Ends the session after `err`: sends a Close with its code if it has
-    /// one and no Close was sent yet (best effort: the session is over
-    /// either way), and returns `err`.
+    /// one and no Close was sent yet (best effort, and without waiting for
+    /// the peer's: the session is over either way), and returns `err`.
     fn fail(&mut self, err: Error) -> Error {
         if let Some(code) = err.close_code()
             && self.state == State::Open
@@ -405,7 +595,7 @@ impl<S: Read + Write> WebSocket<S> {
                 cut -= 1;
             }
             payload.extend_from_slice(&detail.as_bytes()[..cut]);
-            let _ = self.write(OpCode::Close, &payload);
+            let _ = self.write(OpCode::Close, 0, &payload);
         }
         self.state = State::Failed;
         err
@@ -426,25 +616,50 @@ impl<S: Read + Write> WebSocket<S> {
                 format!("{opcode:?} of {} bytes exceeds 125", payload.len()),
             ));
         }
-        self.write(opcode, payload)
+        self.write(opcode, 0, payload)
+    }
+
+    /// Writes a data message: compressed (RSV1) when permessage-deflate
+    /// was agreed and the compressor can honour the agreed window.
+    fn write_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        let Some(z) = &mut self.deflate else {
+            return self.write(opcode, 0, payload);
+        };
+        let mut buf = std::mem::take(&mut z.buf);
+        let result = match z.deflater.compress(payload, &mut buf) {
+            Ok(true) => self.write(opcode, RSV1, &buf),
+            Ok(false) => self.write(opcode, 0, payload),
+            // The compressor's state is unknown now, and with it what the
+            // peer's decompressor expects next.
+            Err(e) => {
+                self.state = State::Failed;
+                Err(e)
+            }
+        };
+        if let Some(z) = &mut self.deflate {
+            buf.clear();
+            buf.shrink_to(KEPT_COMPRESSION_BUFFER);
+            z.buf = buf;
+        }
+        result
     }
 
     /// Writes one final, masked frame. A failed write may have sent part of
     /// the frame, after which the stream cannot carry frames: the session
     /// is failed.
-    fn write(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
-        let result = self.write_frame(opcode, payload);
+    fn write(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) -> Result<(), Error> {
+        let result = self.write_frame(opcode, rsv, payload);
         if result.is_err() {
             self.state = State::Failed;
         }
         result
     }
 
-    fn write_frame(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+    fn write_frame(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) -> Result<(), Error> {
         let mask = self.masks.next()?;
         let header = FrameHeader {
             fin: true,
-            rsv: 0,
+            rsv,
             opcode,
             mask: Some(mask),
             payload_len: payload.len() as u64,
@@ -485,26 +700,37 @@ fn check_message_size(have: u64, more: u64, max: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reserves room for a frame's payload. The frame and message limits were
-/// checked, so the size is bounded; reserving it at once spares the copies
-/// of growing a large message step by step.
-fn reserve(data: &mut Vec<u8>, len: u64) {
-    data.reserve(usize::try_from(len).unwrap_or(0));
+/// Makes room for `incoming` more bytes in `data`: doubling, so that a
+/// message arriving in many pieces costs few copies, but never past
+/// `bound` (what the limits let the message reach) unless the bytes need it.
+fn grow(data: &mut Vec<u8>, incoming: usize, bound: usize) {
+    let needed = data.len().saturating_add(incoming);
+    if needed <= data.capacity() {
+        return;
+    }
+    let target = data.capacity().saturating_mul(2).min(bound).max(needed);
+    data.reserve_exact(target - data.len());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::frame::apply_mask;
+    use std::io::{Read, Write};
 
     /// A scripted peer: reads come from `input`, at most `chunk` bytes at a
     /// time (to split frames anywhere), with `WouldBlock` once at `stall`;
-    /// writes go to `output`.
+    /// writes go to `output`. A `silent` peer times out (`WouldBlock`) at
+    /// the end of its input instead of closing the stream.
     struct Mock {
         input: Vec<u8>,
         pos: usize,
         chunk: usize,
         stall: Option<usize>,
+        silent: bool,
+        timeout: Option<Duration>,
+        /// Every timeout set, in order.
+        timeouts: Vec<Option<Duration>>,
         output: Vec<u8>,
     }
 
@@ -515,14 +741,30 @@ mod tests {
                 pos: 0,
                 chunk,
                 stall: None,
+                silent: false,
+                timeout: None,
+                timeouts: Vec::new(),
                 output: Vec::new(),
             }
         }
     }
 
+    impl Transport for Mock {
+        fn read_timeout(&self) -> io::Result<Option<Duration>> {
+            Ok(self.timeout)
+        }
+
+        fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+            assert_ne!(timeout, Some(Duration::ZERO));
+            self.timeout = timeout;
+            self.timeouts.push(timeout);
+            Ok(())
+        }
+    }
+
     impl Read for Mock {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.stall == Some(self.pos) {
+            if self.stall == Some(self.pos) || (self.silent && self.pos == self.input.len()) {
                 self.stall = None;
                 return Err(io::ErrorKind::WouldBlock.into());
             }
@@ -810,7 +1052,7 @@ mod tests {
             mock.stall = Some(stall);
             let mut ws = WebSocket::from_upgraded(mock, Vec::new(), ClientConfig::default());
             let e = ws.recv().unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Io);
+            assert_eq!(e.kind(), ErrorKind::Timeout);
             assert_eq!(ws.recv().unwrap(), Message::Text("hello".into()), "stall {stall}");
         }
     }
@@ -855,5 +1097,273 @@ mod tests {
         assert!(ws.can_send());
         assert!(ws.get_ref().output.is_empty());
         ws.send(Message::Text("still open".into())).unwrap();
+    }
+
+    #[test]
+    fn close_timeout_bounds_the_wait() {
+        let mut mock = Mock::new(Vec::new(), 100);
+        mock.silent = true;
+        mock.timeout = Some(Duration::from_secs(7));
+        let mut ws = WebSocket::from_upgraded(mock, Vec::new(), ClientConfig::default());
+        let e = ws.close(1000, "").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        assert!(e.to_string().contains("did not answer our Close"), "{e}");
+        let timeouts = &ws.get_ref().timeouts;
+        // Bounded by what is left of the 5 s, then the caller's 7 s back.
+        assert!(timeouts.len() >= 2, "{timeouts:?}");
+        for t in &timeouts[..timeouts.len() - 1] {
+            assert!(t.is_some_and(|t| t <= Duration::from_secs(5)), "{timeouts:?}");
+        }
+        assert_eq!(ws.get_ref().timeout, Some(Duration::from_secs(7)));
+        assert_eq!(
+            client_frames(&ws.get_ref().output),
+            vec![(OpCode::Close, 1000u16.to_be_bytes().to_vec())]
+        );
+        // Still closing: nothing more is sent, and close may wait again.
+        assert!(!ws.can_send());
+        assert_eq!(ws.close(1000, "").unwrap_err().kind(), ErrorKind::Timeout);
+        assert_eq!(client_frames(&ws.get_ref().output).len(), 1);
+
+        // A zero timeout does not read at all, but a Close already received
+        // still completes the handshake.
+        let mut mock = Mock::new(Vec::new(), 100);
+        mock.silent = true;
+        let config = ClientConfig::default().close_timeout(Duration::ZERO);
+        let mut ws = WebSocket::from_upgraded(mock, Vec::new(), config.clone());
+        assert_eq!(ws.close(1000, "").unwrap_err().kind(), ErrorKind::Timeout);
+        assert_eq!(ws.get_ref().timeout, None);
+        let leftover = frame(true, 8, &1000u16.to_be_bytes());
+        let mut ws = WebSocket::from_upgraded(Mock::new(Vec::new(), 1), leftover, config);
+        ws.close(1000, "").unwrap();
+    }
+
+    #[test]
+    fn wait_closed_waits_for_the_end_of_stream() {
+        let mut s = ws(frame(true, 8, &1000u16.to_be_bytes()), 1, ClientConfig::default());
+        assert_eq!(s.wait_closed().unwrap_err().kind(), ErrorKind::Protocol);
+        assert!(matches!(s.recv().unwrap(), Message::Close(_)));
+        s.wait_closed().unwrap();
+        // A server that keeps the connection open: a timeout.
+        let mut mock = Mock::new(cat(&[frame(true, 8, b""), b"junk".to_vec()]), 1);
+        mock.silent = true;
+        let mut s = WebSocket::from_upgraded(mock, Vec::new(), ClientConfig::default());
+        assert!(matches!(s.recv().unwrap(), Message::Close(None)));
+        assert_eq!(s.wait_closed().unwrap_err().kind(), ErrorKind::Timeout);
+        assert_eq!(s.get_ref().timeout, None);
+        // After a protocol error, which sent a Close.
+        let mut s = ws(vec![0x83, 0x00], 1 << 20, ClientConfig::default());
+        assert_eq!(s.recv().unwrap_err().close_code(), Some(1002));
+        s.wait_closed().unwrap();
+    }
+
+    #[test]
+    fn unassigned_close_codes_are_refused() {
+        for code in [1004u16, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 2000, 2999, 5000] {
+            violation(frame(true, 8, &code.to_be_bytes()), ClientConfig::default(), 1002);
+            let mut s = ws(Vec::new(), 1, ClientConfig::default());
+            assert_eq!(s.close(code, "").unwrap_err().kind(), ErrorKind::Protocol, "{code}");
+            assert!(s.can_send());
+        }
+    }
+
+    #[test]
+    fn memory_follows_the_data_not_the_header() {
+        // A header announcing 16 MiB, then a few bytes and a stall.
+        let mut input = vec![0x82, 127];
+        input.extend((16u64 << 20).to_be_bytes());
+        input.extend([1; 10]);
+        let mut mock = Mock::new(input, 1 << 20);
+        mock.silent = true;
+        let mut stalled = WebSocket::from_upgraded(mock, Vec::new(), ClientConfig::default());
+        assert_eq!(stalled.recv().unwrap_err().kind(), ErrorKind::Timeout);
+        let partial = stalled.partial.as_ref().expect("message in progress");
+        assert_eq!(partial.data.len(), 10);
+        assert!(partial.data.capacity() <= FIRST_ALLOCATION as usize);
+        // Fragments: growth stays within the message limit.
+        let config = ClientConfig::default().max_message_size(100_000);
+        let mut frames = Vec::new();
+        for _ in 0..10 {
+            frames.push(frame(false, if frames.is_empty() { 2 } else { 0 }, &[3; 9000]));
+        }
+        frames.push(frame(true, 0, &[3; 9000]));
+        let mut s = ws(cat(&frames), 5000, config);
+        let Message::Binary(data) = s.recv().unwrap() else {
+            panic!("binary expected")
+        };
+        assert_eq!(data.len(), 99_000);
+        assert!(data.capacity() <= 100_000, "{}", data.capacity());
+    }
+
+    /// A session with permessage-deflate agreed, and the compressor a
+    /// server with the same parameters would use.
+    fn deflate_ws(input: Vec<u8>, chunk: usize, params: DeflateParams, config: ClientConfig) -> WebSocket<Mock> {
+        WebSocket::with_extensions(Mock::new(input, chunk), Vec::new(), config, Some(&params))
+    }
+
+    fn params(client_nct: bool, server_nct: bool) -> DeflateParams {
+        DeflateParams {
+            client_no_context_takeover: client_nct,
+            server_no_context_takeover: server_nct,
+            client_max_window_bits: 15,
+            server_max_window_bits: 15,
+        }
+    }
+
+    /// A server frame with RSV1 set (a compressed message's first frame).
+    fn zframe(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = frame(fin, opcode, payload);
+        f[0] |= 0x40;
+        f
+    }
+
+    /// The client's frames with their RSV bits, checking each is masked.
+    fn client_frames_rsv(mut bytes: &[u8]) -> Vec<(OpCode, u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let (h, n) = FrameHeader::decode(bytes).unwrap().expect("whole header");
+            let len = h.payload_len as usize;
+            let mut payload = bytes[n..n + len].to_vec();
+            apply_mask(&mut payload, h.mask.expect("client frames are masked"));
+            out.push((h.opcode, h.rsv, payload));
+            bytes = &bytes[n + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn deflate_session_any_split() {
+        for (client_nct, server_nct) in [(false, false), (true, true)] {
+            let p = params(client_nct, server_nct);
+            // The server's compressor: its no-context-takeover is ours
+            // seen from the other side.
+            let mut server = Deflater::new(&DeflateParams {
+                client_no_context_takeover: server_nct,
+                ..p
+            });
+            let texts = ["Hello", "Hello", "", "h\u{e9}llo w\u{f6}rld, h\u{e9}llo w\u{f6}rld"];
+            let mut input = Vec::new();
+            let mut expected = Vec::new();
+            for t in texts {
+                let mut z = Vec::new();
+                assert!(server.compress(t.as_bytes(), &mut z).unwrap());
+                input.extend(zframe(true, 1, &z));
+                expected.push(Message::Text(t.into()));
+            }
+            // A compressed message in three frames, a Ping between them.
+            let big: Vec<u8> = (0..20_000u32).map(|i| (i % 7) as u8).collect();
+            let mut z = Vec::new();
+            assert!(server.compress(&big, &mut z).unwrap());
+            let (a, rest) = z.split_at(z.len() / 3);
+            let (b, c) = rest.split_at(rest.len() / 2);
+            input.extend(zframe(false, 2, a));
+            input.extend(frame(true, 9, b"mid"));
+            input.extend(frame(false, 0, b));
+            input.extend(frame(true, 0, c));
+            expected.push(Message::Ping(b"mid".to_vec()));
+            expected.push(Message::Binary(big));
+            // An uncompressed message is fine too (RFC 7692 §6).
+            input.extend(frame(true, 1, b"plain"));
+            expected.push(Message::Text("plain".into()));
+            for chunk in (1..20).chain([1000, 1 << 20]) {
+                let mut ws = deflate_ws(input.clone(), chunk, p, ClientConfig::default());
+                assert!(ws.is_compressed());
+                let got: Vec<Message> = (0..expected.len()).map(|_| ws.recv().unwrap()).collect();
+                assert_eq!(got, expected, "chunk {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn deflate_sends_compressed_messages() {
+        for client_nct in [false, true] {
+            let p = params(client_nct, false);
+            let mut ws = deflate_ws(Vec::new(), 1, p, ClientConfig::default());
+            let msgs = ["Hello", "Hello", ""];
+            for m in msgs {
+                ws.send(Message::Text(m.into())).unwrap();
+            }
+            ws.send(Message::Ping(b"p".to_vec())).unwrap();
+            let frames = client_frames_rsv(&ws.get_ref().output);
+            assert_eq!(frames.len(), 4);
+            // The server's decompressor: the client's context setting.
+            let mut server = Inflater::new(&DeflateParams {
+                server_no_context_takeover: client_nct,
+                ..p
+            });
+            for (m, (op, rsv, payload)) in msgs.iter().zip(&frames) {
+                assert_eq!((*op, *rsv), (OpCode::Text, 0b100));
+                let mut out = Vec::new();
+                server.inflate(payload, &mut out, 1 << 20).unwrap();
+                server.finish(&mut out, 1 << 20).unwrap();
+                assert_eq!(out, m.as_bytes());
+            }
+            // RFC 7692 §7.2.3.1 and §7.2.3.2: "Hello", then with context
+            // takeover a back-reference to it.
+            assert_eq!(frames[0].2, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+            if !client_nct {
+                assert_eq!(frames[1].2, [0xf2, 0x00, 0x11, 0x00, 0x00]);
+            }
+            // Control frames are never compressed.
+            assert_eq!(frames[3], (OpCode::Ping, 0, b"p".to_vec()));
+        }
+        // A window the compressor cannot honour: long messages go as they are.
+        let p = DeflateParams {
+            client_max_window_bits: 8,
+            ..params(false, false)
+        };
+        let mut ws = deflate_ws(Vec::new(), 1, p, ClientConfig::default());
+        ws.send(Message::Binary(vec![5; 300])).unwrap();
+        ws.send(Message::Binary(vec![5; 200])).unwrap();
+        let frames = client_frames_rsv(&ws.get_ref().output);
+        assert_eq!((frames[0].1, frames[0].2.len()), (0, 300));
+        assert_eq!(frames[1].1, 0b100);
+    }
+
+    #[test]
+    fn deflate_violations() {
+        let p = params(false, false);
+        let mut server = Deflater::new(&p);
+        let mut z = Vec::new();
+        server.compress(b"abc", &mut z).unwrap();
+        let check = |input: Vec<u8>, config: ClientConfig, code: u16| {
+            for chunk in [1, 1 << 20] {
+                let mut ws = deflate_ws(input.clone(), chunk, p, config.clone());
+                let err = loop {
+                    match ws.recv() {
+                        Ok(_) => continue,
+                        Err(e) => break e,
+                    }
+                };
+                assert_eq!(err.close_code(), Some(code), "{err}");
+                let sent = client_frames(&ws.get_ref().output);
+                assert_eq!(sent.last().unwrap().1[..2], code.to_be_bytes());
+            }
+        };
+        // RSV1 on a continuation, on control frames; RSV2 and RSV3.
+        check(
+            cat(&[zframe(false, 1, &z), zframe(true, 0, b"")]),
+            ClientConfig::default(),
+            1002,
+        );
+        check(zframe(true, 9, b""), ClientConfig::default(), 1002);
+        check(zframe(true, 8, b""), ClientConfig::default(), 1002);
+        check(vec![0xA1, 0x00], ClientConfig::default(), 1002);
+        check(vec![0x91, 0x00], ClientConfig::default(), 1002);
+        // Corrupt compressed data.
+        check(zframe(true, 2, &[0xff, 0xff, 0xff]), ClientConfig::default(), 1002);
+        // Invalid UTF-8 after decompression.
+        server.compress(b"ok\xff", &mut z).unwrap();
+        check(zframe(true, 1, &z), ClientConfig::default(), 1007);
+        // A bomb: 1 MiB of zeros in about a kilobyte, limit 64 KiB.
+        let mut bomb_server = Deflater::new(&p);
+        bomb_server.compress(&vec![0; 1 << 20], &mut z).unwrap();
+        assert!(z.len() < 4096);
+        check(
+            zframe(true, 2, &z),
+            ClientConfig::default().max_message_size(64 << 10),
+            1009,
+        );
+        // Not negotiated: RSV1 is a protocol error.
+        violation(zframe(true, 1, &z), ClientConfig::default(), 1002);
     }
 }

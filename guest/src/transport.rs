@@ -1,0 +1,72 @@
+//! The byte stream under a WebSocket, with the one thing the session needs
+//! beyond `Read` and `Write`: a bound on how long a read waits.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// A byte stream a [`WebSocket`](crate::WebSocket) runs over: connected to
+/// the server, TLS already done for `wss://`.
+///
+/// Beyond reading and writing, the session sets read timeouts: the close
+/// handshake waits for the peer's Close at most
+/// [`close_timeout`](crate::ClientConfig::close_timeout), then restores the
+/// timeout that was set before. A read that times out must fail with an
+/// error of kind [`WouldBlock`](io::ErrorKind::WouldBlock) or
+/// [`TimedOut`](io::ErrorKind::TimedOut) and consume nothing; the SDK
+/// reports it as an error of kind [`Timeout`](crate::ErrorKind::Timeout)
+/// and the session stays usable.
+pub trait Transport: Read + Write {
+    /// The read timeout in force (`None`: reads wait for data as long as
+    /// it takes).
+    fn read_timeout(&self) -> io::Result<Option<Duration>>;
+
+    /// Sets how long a read may wait for data before it fails (`None`: no
+    /// bound). The SDK never passes `Some(Duration::ZERO)`.
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        TcpStream::read_timeout(self)
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for &mut T {
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        (**self).read_timeout()
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        (**self).read_timeout()
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+}
+
+/// Stand-in until the host binding implements timeouts with `wasi:io`
+/// pollables: reads wait as they always did, so the close handshake is
+/// bounded only by the host's own limits. The owner of `wasm.rs` replaces
+/// it with the real implementation (and deletes this one).
+#[cfg(target_arch = "wasm32")]
+impl Transport for crate::wasm::HostStream {
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(None)
+    }
+
+    fn set_read_timeout(&mut self, _timeout: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
