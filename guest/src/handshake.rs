@@ -580,6 +580,41 @@ mod tests {
     }
 
     #[test]
+    fn deflate_negotiation() {
+        let config = ClientConfig::default().deflate(crate::DeflateConfig::default().server_no_context_takeover(true));
+        let r = request(&config);
+        let text = std::str::from_utf8(r.bytes()).unwrap();
+        assert!(
+            text.contains(
+                "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_max_window_bits\r\n"
+            ),
+            "{text}"
+        );
+        let answer = ok_response(
+            &r,
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_max_window_bits=10\r\n",
+        );
+        let (resp, _) = read(&r, &config, answer.as_bytes()).unwrap();
+        let p = resp.deflate().expect("agreed");
+        assert!(p.server_no_context_takeover && !p.client_no_context_takeover);
+        assert_eq!((p.client_max_window_bits, p.server_max_window_bits), (10, 15));
+        // Declined: no header, no compression.
+        let (resp, _) = read(&r, &config, ok_response(&r, "").as_bytes()).unwrap();
+        assert!(resp.deflate().is_none());
+        // A request the server ignored fails the handshake.
+        let e = read(
+            &r,
+            &config,
+            ok_response(&r, "Sec-WebSocket-Extensions: permessage-deflate\r\n").as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Handshake);
+        // A bad window in the config is reported before anything is sent.
+        let bad = ClientConfig::default().deflate(crate::DeflateConfig::default().client_max_window_bits(20));
+        assert!(Request::try_new(&Url::parse("ws://a/").unwrap(), &bad).is_err());
+    }
+
+    #[test]
     fn chosen_subprotocol() {
         let config = ClientConfig::default().subprotocol("a").subprotocol("b");
         let r = request(&config);

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wsgate_guest::handshake::accept_key;
-use wsgate_guest::{ClientConfig, Error, ErrorKind, Message, Url, WebSocket, client};
+use wsgate_guest::{ClientConfig, DeflateConfig, Error, ErrorKind, Message, Url, WebSocket, client};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -54,10 +54,14 @@ fn scripted(answer: impl FnOnce(&str) -> Option<Vec<u8>> + Send + 'static) -> (S
 }
 
 fn connect(addr: SocketAddr) -> Result<WebSocket<TcpStream>, Error> {
+    connect_with(addr, ClientConfig::default())
+}
+
+fn connect_with(addr: SocketAddr, config: ClientConfig) -> Result<WebSocket<TcpStream>, Error> {
     let url = Url::parse(&format!("ws://{addr}/")).expect("url");
     let tcp = TcpStream::connect(addr).expect("connect");
     tcp.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    client(tcp, &url, ClientConfig::default())
+    client(tcp, &url, config)
 }
 
 fn switching(key: &str) -> String {
@@ -124,6 +128,53 @@ fn frame_right_behind_the_response_is_kept() {
     });
     let mut ws = connect(addr).expect("handshake");
     assert_eq!(ws.recv().expect("early frame"), Message::Text("early".into()));
+    assert!(matches!(ws.recv().expect("close"), Message::Close(Some(f)) if f.code == 1000));
+    drop(ws);
+    server.join().expect("server thread");
+}
+
+#[test]
+fn close_times_out_when_the_server_never_answers() {
+    // The server reads our Close and keeps silent until we hang up.
+    let (addr, server) = scripted(|key| Some(switching(key).into_bytes()));
+    let config = ClientConfig::default().close_timeout(Duration::from_millis(300));
+    let mut ws = connect_with(addr, config).expect("handshake");
+    let started = std::time::Instant::now();
+    let err = ws.close(1000, "bye").expect_err("no answer");
+    let waited = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(waited >= Duration::from_millis(290), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    // The stream's own timeout is back.
+    assert_eq!(ws.get_ref().read_timeout().expect("timeout"), Some(TIMEOUT));
+    assert_eq!(
+        ws.send(Message::Text("x".into())).unwrap_err().kind(),
+        ErrorKind::AlreadyClosed
+    );
+    drop(ws);
+    server.join().expect("server thread");
+}
+
+#[test]
+fn permessage_deflate_from_the_server() {
+    let (addr, server) = scripted(|key| {
+        let head = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+            accept_key(key)
+        );
+        let mut bytes = head.into_bytes();
+        // RFC 7692 §7.2.3.1 and §7.2.3.2: "Hello" twice, the second one a
+        // back-reference into the first.
+        bytes.extend_from_slice(b"\xc1\x07\xf2\x48\xcd\xc9\xc9\x07\x00");
+        bytes.extend_from_slice(b"\xc1\x05\xf2\x00\x11\x00\x00");
+        bytes.extend_from_slice(b"\x88\x02\x03\xe8");
+        Some(bytes)
+    });
+    let mut ws = connect_with(addr, ClientConfig::default().deflate(DeflateConfig::default())).expect("handshake");
+    assert!(ws.is_compressed());
+    assert_eq!(ws.recv().expect("first"), Message::Text("Hello".into()));
+    assert_eq!(ws.recv().expect("second"), Message::Text("Hello".into()));
     assert!(matches!(ws.recv().expect("close"), Message::Close(Some(f)) if f.code == 1000));
     drop(ws);
     server.join().expect("server thread");
