@@ -56,17 +56,3 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
 }
 
-/// Stand-in until the host binding implements timeouts with `wasi:io`
-/// pollables: reads wait as they always did, so the close handshake is
-/// bounded only by the host's own limits. The owner of `wasm.rs` replaces
-/// it with the real implementation (and deletes this one).
-#[cfg(target_arch = "wasm32")]
-impl Transport for crate::wasm::HostStream {
-    fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(None)
-    }
-
-    fn set_read_timeout(&mut self, _timeout: Option<Duration>) -> io::Result<()> {
-        Ok(())
-    }
-}

@@ -13,8 +13,9 @@
 use crate::error::Error;
 use crate::handshake::{Request, read_response};
 use crate::url::Url;
-use crate::{ClientConfig, WebSocket};
+use crate::{ClientConfig, Transport, WebSocket};
 use std::io::{self, Read, Write};
+use std::time::Duration;
 
 #[allow(unsafe_code, missing_docs)]
 mod bindings {
@@ -44,8 +45,9 @@ pub struct HostStream {
     // Field order matters: the streams are children of the connection and
     // must be dropped before it, which Rust does in declaration order.
     input: InputStream,
-    output: OutputStream,
+    output: Output,
     connection: Connection,
+    read_timeout: Option<Duration>,
 }
 
 impl HostStream {
@@ -54,8 +56,9 @@ impl HostStream {
         let output = connection.output().map_err(|e| Error::connect(describe(&e)))?;
         Ok(HostStream {
             input,
-            output,
+            output: Output(output),
             connection,
+            read_timeout: None,
         })
     }
 
@@ -74,6 +77,7 @@ impl HostStream {
             input,
             output,
             connection,
+            ..
         } = self;
         drop((input, output));
         connection
@@ -82,17 +86,70 @@ impl HostStream {
 
 impl Read for HostStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(timeout) = self.read_timeout {
+            // Wait for bytes or the timer, whichever comes first.
+            let readable = self.input.subscribe();
+            let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+            let timer = wasip2::clocks::monotonic_clock::subscribe_duration(nanos);
+            let ready = wasip2::io::poll::poll(&[&readable, &timer]);
+            if !ready.contains(&0) {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
+            }
+        }
         Read::read(&mut self.input, buf)
     }
 }
 
 impl Write for HostStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Write::write(&mut self.output, buf)
+        Write::write(&mut self.output.0, buf)
     }
 
+    /// Returns at once: the host writes what it was handed, in order,
+    /// without being asked to flush. Waiting here would hold every message
+    /// until the previous one reached the socket, and a host flush also
+    /// blocks further writes until it completes. [`HostStream`]'s drop
+    /// waits until everything was written.
     fn flush(&mut self) -> io::Result<()> {
-        Write::flush(&mut self.output)
+        Ok(())
+    }
+}
+
+/// Read timeouts with `wasi:io` pollables: a read waits on the stream and a
+/// monotonic-clock timer together, and fails with `TimedOut` (consuming
+/// nothing) when the timer comes first.
+impl Transport for HostStream {
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.read_timeout)
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a zero read timeout"));
+        }
+        self.read_timeout = timeout;
+        Ok(())
+    }
+}
+
+impl HostStream {
+    /// Waits until the host has written every byte handed to it.
+    pub fn flush_all(&mut self) -> io::Result<()> {
+        self.output
+            .0
+            .blocking_flush()
+            .map_err(|e| io::Error::other(format!("{e:?}")))
+    }
+}
+
+/// The output stream, drained before it is dropped: the host's write
+/// queue goes with the stream, and the last frames (a Close, say) must not
+/// be lost. A failed connection has nothing to drain and returns at once.
+struct Output(OutputStream);
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        let _ = self.0.blocking_flush();
     }
 }
 
@@ -119,19 +176,14 @@ pub fn connect_with_config(url: &str, config: ClientConfig) -> Result<WebSocket<
         timeout_ms: None,
     };
     let connection = types::connect(url.host(), url.port(), &options).map_err(|e| {
-        Error::connect(format!(
-            "cannot connect to {}:{}: {}",
-            url.host(),
-            url.port(),
-            describe(&e)
-        ))
+        Error::connect(format!("{}:{}: {}", url.host(), url.port(), describe(&e)))
     })?;
     let mut stream = HostStream::new(connection)?;
     let mut fallbacks = 0;
     loop {
         match read_response(&mut stream, &request, &config) {
-            Ok((_response, leftover)) => {
-                return Ok(WebSocket::from_upgraded(stream, leftover, config));
+            Ok((response, leftover)) => {
+                return Ok(WebSocket::from_response(stream, &response, leftover, config));
             }
             Err(e) if e.is_path_failure() && fallbacks < MAX_FALLBACKS => {
                 fallbacks += 1;

@@ -10,7 +10,8 @@ use crate::tls::TlsClient;
 use std::time::Duration;
 use tokio::time::Instant;
 use wasmtime::component::Resource;
-use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
+use super::stream::ReadStream;
+use wasmtime_wasi::p2::pipe::AsyncWriteStream;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
 /// How many bytes a plugin may have in flight to the peer before its writes
@@ -42,7 +43,7 @@ impl types::HostConnection for ConnectCtxView<'_> {
         let Some(reader) = connection.reader.take() else {
             return Ok(Err(WitError::Invalid("the input stream was already taken".into())));
         };
-        let stream: DynInputStream = Box::new(AsyncReadStream::new(reader));
+        let stream: DynInputStream = Box::new(ReadStream::new(reader));
         Ok(Ok(self.table.push_child(stream, &this)?))
     }
 

@@ -11,6 +11,7 @@
 
 pub mod bindings;
 mod host;
+mod stream;
 
 use crate::error::Error;
 use crate::race::{CommitStage, FamilyMemory, Race, RaceConfig, Replay, Transport};
