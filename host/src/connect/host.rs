@@ -2,6 +2,7 @@
 //! `bindgen!` asks for.
 
 use super::bindings::types::{self, AttemptStage as WitStage, ConnectError as WitError, ConnectOptions};
+use super::stream::{ReadStream, WriteStream};
 use super::{ConnectConfig, ConnectCtxView, Connection};
 use crate::race::Replay;
 use crate::race::{AttemptStage, CommitStage, Committed, ConnectError, NetDialer, Race, Target, Transport};
@@ -10,8 +11,6 @@ use crate::tls::TlsClient;
 use std::time::Duration;
 use tokio::time::Instant;
 use wasmtime::component::Resource;
-use super::stream::ReadStream;
-use wasmtime_wasi::p2::pipe::AsyncWriteStream;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
 /// How many bytes a plugin may have in flight to the peer before its writes
@@ -55,7 +54,7 @@ impl types::HostConnection for ConnectCtxView<'_> {
         let Some(writer) = connection.writer.take() else {
             return Ok(Err(WitError::Invalid("the output stream was already taken".into())));
         };
-        let stream: DynOutputStream = Box::new(AsyncWriteStream::new(WRITE_BUDGET, writer));
+        let stream: DynOutputStream = Box::new(WriteStream::new(WRITE_BUDGET, writer));
         Ok(Ok(self.table.push_child(stream, &this)?))
     }
 

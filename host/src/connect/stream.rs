@@ -1,19 +1,22 @@
-//! The `wasi:io` input stream of a connection, read straight from the
-//! socket.
+//! The `wasi:io` streams of a connection, on the socket directly.
 //!
-//! wasmtime-wasi's `AsyncReadStream` reads in a task of its own and hands
-//! the bytes over a channel, so every message a plugin waits for crosses
-//! two tasks. A WebSocket exchange is latency-bound: here the plugin's
-//! wait polls the socket itself, and a read takes what the kernel has
-//! without a hand-over.
+//! wasmtime-wasi's `AsyncReadStream` and `AsyncWriteStream` each run a
+//! task of their own and hand bytes over, so every message crosses a task
+//! boundary on its way in and on its way out. A WebSocket exchange is
+//! latency-bound: here the plugin's read polls the socket itself, and its
+//! write goes straight to the socket when the socket takes it; only what
+//! the socket cannot take at once is left to a task that drains it.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use tokio::io::{AsyncRead, AsyncReadExt};
-use wasmtime_wasi::p2::{InputStream, Pollable, StreamError, StreamResult};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 /// How much one read from the socket may take: as much as wasmtime-wasi's
 /// own streams read at once.
@@ -37,7 +40,11 @@ enum State {
 impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
     /// A stream over `reader`.
     pub fn new(reader: R) -> Self {
-        ReadStream { reader, buffer: BytesMut::new(), state: State::Open }
+        ReadStream {
+            reader,
+            buffer: BytesMut::new(),
+            state: State::Open,
+        }
     }
 
     /// Reads from the socket into the buffer if the buffer is empty and the
@@ -88,10 +95,310 @@ impl<R: AsyncRead + Unpin + Send + 'static> InputStream for ReadStream<R> {
     }
 }
 
+/// An output stream writing to `W`: straight from the plugin's call when
+/// the socket takes the bytes, else through a queue that a task drains.
+///
+/// At most `budget` bytes wait in the queue; `check-write` tells the plugin
+/// how many more it may hand over.
+pub struct WriteStream<W> {
+    shared: Arc<Shared<W>>,
+    budget: usize,
+    drain: JoinHandle<()>,
+}
+
+struct Shared<W> {
+    state: Mutex<WriteState<W>>,
+    /// Wakes the drain task: there is something to write or flush.
+    work: Notify,
+}
+
+struct WriteState<W> {
+    writer: W,
+    /// Bytes accepted from the plugin and not written yet, in order.
+    queue: BytesMut,
+    /// Bytes were written since the last flush (TLS may still hold some).
+    unflushed: bool,
+    /// The plugin asked for a flush and waits for it.
+    flush_requested: bool,
+    /// A write or flush failed: reported to the plugin once, then closed.
+    error: Option<io::Error>,
+    closed: bool,
+    /// The plugin waiting in `ready`.
+    waiter: Option<Waker>,
+}
+
+impl<W> WriteState<W> {
+    fn check(&mut self) -> StreamResult<()> {
+        if let Some(e) = self.error.take() {
+            self.closed = true;
+            return Err(StreamError::LastOperationFailed(e.into()));
+        }
+        if self.closed {
+            return Err(StreamError::Closed);
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        self.error = Some(e);
+        self.queue.clear();
+        self.flush_requested = false;
+    }
+
+    fn wake_waiter(&mut self) {
+        if let Some(waker) = self.waiter.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
+    /// A stream over `writer` that queues at most `budget` bytes.
+    pub fn new(budget: usize, writer: W) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(WriteState {
+                writer,
+                queue: BytesMut::new(),
+                unflushed: false,
+                flush_requested: false,
+                error: None,
+                closed: false,
+                waiter: None,
+            }),
+            work: Notify::new(),
+        });
+        let drain = tokio::spawn(drain(shared.clone()));
+        WriteStream { shared, budget, drain }
+    }
+
+    fn state(&self) -> MutexGuard<'_, WriteState<W>> {
+        // A panic while the lock was held cannot leave the queue half
+        // updated in a way that matters more than the panic itself.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The drain task: writes the queue and flushes, woken by `work`.
+async fn drain<W: AsyncWrite + Unpin + Send + 'static>(shared: Arc<Shared<W>>) {
+    loop {
+        shared.work.notified().await;
+        std::future::poll_fn(|cx| {
+            let mut guard = shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let state = &mut *guard;
+            let progress = poll_drain(state, cx);
+            state.wake_waiter();
+            progress
+        })
+        .await;
+    }
+}
+
+/// Writes the queue and then flushes, as far as the writer lets it now.
+fn poll_drain<W: AsyncWrite + Unpin>(state: &mut WriteState<W>, cx: &mut Context<'_>) -> Poll<()> {
+    while !state.queue.is_empty() && state.error.is_none() {
+        match Pin::new(&mut state.writer).poll_write(cx, &state.queue) {
+            Poll::Ready(Ok(0)) => state.fail(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => {
+                state.queue.advance(n);
+                state.unflushed = true;
+            }
+            Poll::Ready(Err(e)) => state.fail(e),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    if state.unflushed && state.error.is_none() {
+        match Pin::new(&mut state.writer).poll_flush(cx) {
+            Poll::Ready(Ok(())) => state.unflushed = false,
+            Poll::Ready(Err(e)) => state.fail(e),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    state.flush_requested = false;
+    Poll::Ready(())
+}
+
+impl<W> Drop for WriteStream<W> {
+    fn drop(&mut self) {
+        self.drain.abort();
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl<W: AsyncWrite + Unpin + Send + 'static> Pollable for WriteStream<W> {
+    async fn ready(&mut self) {
+        let budget = self.budget;
+        std::future::poll_fn(|cx| {
+            let mut state = self.state();
+            let room = !state.flush_requested && state.queue.len() < budget;
+            if room || state.error.is_some() || state.closed {
+                return Poll::Ready(());
+            }
+            state.waiter = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> OutputStream for WriteStream<W> {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        let budget = self.budget;
+        let mut guard = self.state();
+        let state = &mut *guard;
+        state.check()?;
+        if state.flush_requested {
+            return Err(StreamError::Trap(wasmtime::format_err!(
+                "write while a flush is pending"
+            )));
+        }
+        if bytes.len() > budget - state.queue.len().min(budget) {
+            return Err(StreamError::Trap(wasmtime::format_err!(
+                "write beyond the permitted budget"
+            )));
+        }
+        // Straight to the socket when the drain task is idle (nothing
+        // queued, nothing left to flush): it then has no waker registered
+        // with the writer that this attempt could displace.
+        let mut rest = &bytes[..];
+        if state.queue.is_empty() && !state.unflushed {
+            let mut cx = Context::from_waker(Waker::noop());
+            while !rest.is_empty() {
+                match Pin::new(&mut state.writer).poll_write(&mut cx, rest) {
+                    Poll::Ready(Ok(0)) => {
+                        state.fail(io::ErrorKind::WriteZero.into());
+                        return Ok(());
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        rest = &rest[n..];
+                        state.unflushed = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        // Reported on the plugin's next call, as WASI has it.
+                        state.fail(e);
+                        return Ok(());
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if rest.is_empty() {
+                match Pin::new(&mut state.writer).poll_flush(&mut cx) {
+                    Poll::Ready(Ok(())) => state.unflushed = false,
+                    Poll::Ready(Err(e)) => {
+                        state.fail(e);
+                        return Ok(());
+                    }
+                    Poll::Pending => {}
+                }
+            }
+        }
+        state.queue.extend_from_slice(rest);
+        if !state.queue.is_empty() || state.unflushed {
+            self.shared.work.notify_one();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        let mut state = self.state();
+        state.check()?;
+        if !state.queue.is_empty() || state.unflushed {
+            state.flush_requested = true;
+            self.shared.work.notify_one();
+        }
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        let budget = self.budget;
+        let mut state = self.state();
+        state.check()?;
+        if state.flush_requested {
+            return Ok(0);
+        }
+        Ok(budget - state.queue.len().min(budget))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    /// Hands `data` to `stream` as a plugin would: as much as `check-write`
+    /// allows, waiting when it allows nothing; then a flush, waited for.
+    async fn write_all<W: AsyncWrite + Unpin + Send + 'static>(
+        stream: &mut WriteStream<W>,
+        data: &[u8],
+    ) -> StreamResult<()> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = stream.check_write()?.min(rest.len());
+            if n == 0 {
+                stream.ready().await;
+                continue;
+            }
+            stream.write(Bytes::copy_from_slice(&rest[..n]))?;
+            rest = &rest[n..];
+        }
+        stream.flush()?;
+        stream.ready().await;
+        stream.check_write().map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn small_writes_go_out_at_once_and_in_order() {
+        let (ours, mut peer) = tokio::io::duplex(1024);
+        let mut stream = WriteStream::new(4096, ours);
+        for word in [&b"one "[..], b"two ", b"three"] {
+            stream.write(Bytes::copy_from_slice(word)).unwrap();
+        }
+        let mut got = vec![0; 13];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, b"one two three");
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_cannot_take_is_drained_in_order() {
+        // A pipe of 4 KiB against 1 MB: most of it waits in the queue.
+        let (ours, mut peer) = tokio::io::duplex(4096);
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut stream = WriteStream::new(64 * 1024, ours);
+        write_all(&mut stream, &data).await.unwrap();
+        // Dropping the stream closes the pipe: the reader sees the end.
+        drop(stream);
+        assert_eq!(reader.await.unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn a_write_beyond_the_budget_traps() {
+        let (ours, _peer) = tokio::io::duplex(16);
+        let mut stream = WriteStream::new(8, ours);
+        assert_eq!(stream.check_write().unwrap(), 8);
+        assert!(matches!(
+            stream.write(Bytes::from_static(b"123456789")),
+            Err(StreamError::Trap(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_reported_once_then_closed() {
+        let (ours, peer) = tokio::io::duplex(16);
+        drop(peer);
+        let mut stream = WriteStream::new(1024, ours);
+        // Accepted, then failed on the socket: the next call says so.
+        let _ = stream.write(Bytes::from_static(b"hello"));
+        stream.ready().await;
+        assert!(matches!(stream.check_write(), Err(StreamError::LastOperationFailed(_))));
+        assert!(matches!(stream.check_write(), Err(StreamError::Closed)));
+    }
 
     #[tokio::test]
     async fn reads_what_is_there_waits_for_more_and_reports_the_end() {
