@@ -144,12 +144,21 @@ impl HostStream {
 
 /// The output stream, drained before it is dropped: the host's write
 /// queue goes with the stream, and the last frames (a Close, say) must not
-/// be lost. A failed connection has nothing to drain and returns at once.
+/// be lost. The wait is bounded: a peer that stopped reading must not hold
+/// the plugin forever. A failed connection has nothing to drain.
 struct Output(OutputStream);
+
+/// How long dropping a stream waits for the host to write what it holds.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Drop for Output {
     fn drop(&mut self) {
-        let _ = self.0.blocking_flush();
+        if self.0.flush().is_ok() {
+            let drained = self.0.subscribe();
+            let nanos = u64::try_from(DRAIN_TIMEOUT.as_nanos()).unwrap_or(u64::MAX);
+            let timer = wasip2::clocks::monotonic_clock::subscribe_duration(nanos);
+            wasip2::io::poll::poll(&[&drained, &timer]);
+        }
     }
 }
 
