@@ -10,15 +10,31 @@ PLUGINS     := echo-client bench-client autobahn-client
 
 export WSGATE_PLUGIN_DIR := $(CURDIR)/$(PLUGIN_DIR)
 
-.PHONY: run test bench plugins build wasm-target clean
+.PHONY: run test bench plugins build wasm-target clean conformance conformance-full
 
 ## run: build the host, the testbed and the plugins, and run the demo
 run: build plugins
 	@bash examples/demo.sh target/release $(PLUGIN_DIR)
 
-## test: unit tests (host, guest SDK, testbed) and end-to-end tests
+## test: unit tests (host, guest SDK, testbed), end-to-end tests, then the
+## Autobahn conformance run through the wsgate binary the tests built
 test: plugins
 	$(CARGO) test --workspace --exclude $(firstword $(PLUGINS)) $(addprefix --exclude ,$(wordlist 2,99,$(PLUGINS)))
+	$(MAKE) conformance WSGATE=$(CARGO_OUT)/debug/wsgate
+
+## conformance: the Autobahn|Testsuite client cases 1.* to 10.* against the
+## autobahn-client plugin through wsgate, checked against
+## tests/autobahn/expected-1-10.json. Needs Python 2.7: without one the step
+## says so loudly and is skipped, or fails when CI=true.
+## conformance-full: the same with 12.* and 13.* (permessage-deflate).
+## WSGATE=path/to/wsgate picks the binary (default: a debug build).
+CARGO_OUT   := $(or $(CARGO_TARGET_DIR),target)
+WSGATE      ?=
+conformance conformance-full: plugins
+	@if [ -z "$(WSGATE)" ]; then $(CARGO) build -p wsgate-host --bin wsgate; fi
+	bash tests/autobahn/run.sh $(if $(filter conformance-full,$@),--full) \
+		--wsgate $(or $(WSGATE),$(CARGO_OUT)/debug/wsgate) \
+		--plugin $(CARGO_OUT)/$(WASM_TARGET)/plugin/autobahn-client.wasm
 
 ## bench: wsgate against tokio-tungstenite and hyper-util on the testbed's
 ## per-family failures (BENCHMARKS.md). Extra flags: make bench BENCH_ARGS='--runs 50'
