@@ -6,7 +6,7 @@ WASM_TARGET := wasm32-wasip2
 # Plugins build with their own profile (optimised, LTO, stripped): they are
 # shipped as .wasm files and compiled again by wasmtime on load.
 PLUGIN_DIR  := target/$(WASM_TARGET)/plugin
-PLUGINS     := echo-client bench-client autobahn-client
+PLUGINS     := echo-client bench-client autobahn-client throughput-client
 
 export WSGATE_PLUGIN_DIR := $(CURDIR)/$(PLUGIN_DIR)
 
@@ -37,7 +37,8 @@ conformance conformance-full: plugins
 		--plugin $(CARGO_OUT)/$(WASM_TARGET)/plugin/autobahn-client.wasm
 
 ## bench: wsgate against tokio-tungstenite and hyper-util on the testbed's
-## per-family failures (BENCHMARKS.md). Extra flags: make bench BENCH_ARGS='--runs 50'
+## per-family failures, then a plugin's echo throughput against native
+## tokio-tungstenite (BENCHMARKS.md). Extra flags: make bench BENCH_ARGS='--runs 50'
 # Binaries are where cargo puts them: CARGO_TARGET_DIR when it is set.
 BENCH_TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BENCH_ARGS  ?=
@@ -46,6 +47,9 @@ bench: build plugins
 		--wsgate $(BENCH_TARGET_DIR)/release/wsgate \
 		--plugin $(BENCH_TARGET_DIR)/$(WASM_TARGET)/plugin/bench-client.wasm \
 		--json $(BENCH_TARGET_DIR)/bench.json $(BENCH_ARGS)
+	$(CARGO) run --release -p wsgate-bench --bin wsgate-throughput -- \
+		--wsgate $(BENCH_TARGET_DIR)/release/wsgate \
+		--plugin $(BENCH_TARGET_DIR)/$(WASM_TARGET)/plugin/throughput-client.wasm
 
 ## plugins: the example plugins, as wasm32-wasip2 components
 plugins: wasm-target
