@@ -425,18 +425,22 @@ fn grow_for_output(out: &mut Vec<u8>, max: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// Full-window parameters with the given context takeover, for tests.
+#[cfg(test)]
+pub(crate) fn test_params(client_nct: bool, server_nct: bool) -> DeflateParams {
+    DeflateParams {
+        client_no_context_takeover: client_nct,
+        server_no_context_takeover: server_nct,
+        client_max_window_bits: 15,
+        server_max_window_bits: 15,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn params(client_nct: bool, server_nct: bool) -> DeflateParams {
-        DeflateParams {
-            client_no_context_takeover: client_nct,
-            server_no_context_takeover: server_nct,
-            client_max_window_bits: 15,
-            server_max_window_bits: 15,
-        }
-    }
+    use super::test_params as params;
 
     fn negotiate_str(offer: &DeflateConfig, answer: &str) -> Result<Option<DeflateParams>, Error> {
         negotiate(Some(offer), std::iter::once(answer.as_bytes()))

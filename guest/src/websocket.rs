@@ -1200,14 +1200,7 @@ mod tests {
         WebSocket::with_extensions(Mock::new(input, chunk), Vec::new(), config, Some(&params))
     }
 
-    fn params(client_nct: bool, server_nct: bool) -> DeflateParams {
-        DeflateParams {
-            client_no_context_takeover: client_nct,
-            server_no_context_takeover: server_nct,
-            client_max_window_bits: 15,
-            server_max_window_bits: 15,
-        }
-    }
+    use crate::deflate::test_params as params;
 
     /// A server frame with RSV1 set (a compressed message's first frame).
     fn zframe(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
