@@ -55,4 +55,3 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
         (**self).set_read_timeout(timeout)
     }
 }
-

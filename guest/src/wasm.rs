@@ -184,9 +184,8 @@ pub fn connect_with_config(url: &str, config: ClientConfig) -> Result<WebSocket<
         cancel_after: None,
         timeout_ms: None,
     };
-    let connection = types::connect(url.host(), url.port(), &options).map_err(|e| {
-        Error::connect(format!("{}:{}: {}", url.host(), url.port(), describe(&e)))
-    })?;
+    let connection = types::connect(url.host(), url.port(), &options)
+        .map_err(|e| Error::connect(format!("{}:{}: {}", url.host(), url.port(), describe(&e))))?;
     let mut stream = HostStream::new(connection)?;
     let mut fallbacks = 0;
     loop {
