@@ -8,9 +8,7 @@ use std::path::Path;
 
 /// `wsgate run echo-client.wasm` with the testbed's CA and `extra` flags.
 fn echo(tb: &TestbedHandle, extra: &[String], url: &str, messages: &[&str]) -> Run {
-    let mut args: Vec<String> = vec!["run".into(), plugin("echo-client").display().to_string()];
-    args.push("--cache-dir".into());
-    args.push(cache_dir().display().to_string());
+    let mut args = run_args("echo-client");
     if let Some(ca) = tb.ca_path() {
         args.push("--ca-cert".into());
         args.push(ca.display().to_string());
@@ -125,16 +123,13 @@ fn a_large_message_round_trips() {
 #[test]
 fn untrusted_certificate_fails_with_one_tls_line() {
     let tb = testbed(Behaviour::Ok, Behaviour::Ok, true);
-    let args = [
-        "run".to_string(),
-        plugin("echo-client").display().to_string(),
-        "--cache-dir".into(),
-        cache_dir().display().to_string(),
+    let mut args = run_args("echo-client");
+    args.extend([
         "--no-system-roots".into(),
         "--".into(),
         format!("wss://127.0.0.1:{}/", tb.port()),
         "hi".into(),
-    ];
+    ]);
     let run = wsgate(args);
     run.assert_one_line_failure("TLS failed");
     assert_eq!(tb.upgrades().v4, 0, "no upgrade may go out before TLS is verified");

@@ -18,15 +18,15 @@ use wsgate_testbed::{DnsRecord, spawn_dns_in_thread};
 fn run(tb: &TestbedHandle, flags: &[&str], plugin_args: &[&str]) -> (Run, Vec<Value>) {
     let log = tempdir("race").join("race.jsonl");
     let mut args = vec![
-        "run".to_string(),
-        plugin("echo-client").display().to_string(),
-        "--cache-dir".into(),
-        cache_dir().display().to_string(),
-        "--resolve".into(),
-        format!("wsgate.test:{}:[::1],127.0.0.1", tb.port()),
-        "--race-log".into(),
-        log.display().to_string(),
-    ];
+        run_args("echo-client"),
+        vec![
+            "--resolve".into(),
+            format!("wsgate.test:{}:[::1],127.0.0.1", tb.port()),
+            "--race-log".into(),
+            log.display().to_string(),
+        ],
+    ]
+    .concat();
     if let Some(ca) = tb.ca_path() {
         args.extend(["--ca-cert".into(), ca.display().to_string()]);
     }
@@ -50,6 +50,19 @@ fn run(tb: &TestbedHandle, flags: &[&str], plugin_args: &[&str]) -> (Run, Vec<Va
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     (run, events)
+}
+
+/// A DNS server on loopback answering `wsgate.test` with both loopbacks,
+/// AAAA after `aaaa_ms` and A after `a_ms`.
+fn dns_for_both(aaaa_ms: u64, a_ms: u64) -> wsgate_testbed::DnsHandle {
+    spawn_dns_in_thread(vec![DnsRecord {
+        name: "wsgate.test".into(),
+        v6: vec!["::1".parse().unwrap()],
+        v4: vec!["127.0.0.1".parse().unwrap()],
+        aaaa_delay: Duration::from_millis(aaaa_ms),
+        a_delay: Duration::from_millis(a_ms),
+    }])
+    .unwrap()
 }
 
 /// The events of connect number `n`, as (event, t_ms, addr).
@@ -226,30 +239,23 @@ fn both_slow_response_reports_every_first_flight_the_servers_saw() {
 #[test]
 fn dns_resolution_delay_starts_on_a_then_late_aaaa_joins() {
     let tb = testbed(Behaviour::Blackhole, Behaviour::Blackhole, true);
-    let dns = spawn_dns_in_thread(vec![DnsRecord {
-        name: "wsgate.test".into(),
-        v6: vec!["::1".parse().unwrap()],
-        v4: vec!["127.0.0.1".parse().unwrap()],
-        aaaa_delay: Duration::from_millis(300),
-        a_delay: Duration::ZERO,
-    }])
-    .unwrap();
+    let dns = dns_for_both(300, 0);
+    let log = tempdir("race").join("race.jsonl");
     let args = [
-        "run".to_string(),
-        plugin("echo-client").display().to_string(),
-        "--cache-dir".into(),
-        cache_dir().display().to_string(),
-        "--dns-server".into(),
-        dns.addr().to_string(),
-        "--connect-timeout".into(),
-        "1000".into(),
-        "--race-log".into(),
-        tempdir("race").join("race.jsonl").display().to_string(),
-        "--".into(),
-        format!("wss://wsgate.test:{}/", tb.port()),
-        "hi".into(),
-    ];
-    let log = std::path::PathBuf::from(&args[9]);
+        run_args("echo-client"),
+        vec![
+            "--dns-server".into(),
+            dns.addr().to_string(),
+            "--connect-timeout".into(),
+            "1000".into(),
+            "--race-log".into(),
+            log.display().to_string(),
+            "--".into(),
+            format!("wss://wsgate.test:{}/", tb.port()),
+            "hi".into(),
+        ],
+    ]
+    .concat();
     let run = wsgate(args);
     run.assert_one_line_failure("timed out");
     let events: Vec<Value> = std::fs::read_to_string(log)
@@ -278,27 +284,20 @@ fn dns_resolution_delay_starts_on_a_then_late_aaaa_joins() {
 #[test]
 fn dns_aaaa_first_wins_on_ipv6() {
     let tb = testbed(Behaviour::Ok, Behaviour::Ok, true);
-    let dns = spawn_dns_in_thread(vec![DnsRecord {
-        name: "wsgate.test".into(),
-        v6: vec!["::1".parse().unwrap()],
-        v4: vec!["127.0.0.1".parse().unwrap()],
-        aaaa_delay: Duration::ZERO,
-        a_delay: Duration::from_millis(200),
-    }])
-    .unwrap();
+    let dns = dns_for_both(0, 200);
     let args = [
-        "run".to_string(),
-        plugin("echo-client").display().to_string(),
-        "--cache-dir".into(),
-        cache_dir().display().to_string(),
-        "--dns-server".into(),
-        dns.addr().to_string(),
-        "--ca-cert".into(),
-        tb.ca_path().unwrap().display().to_string(),
-        "--".into(),
-        format!("wss://wsgate.test:{}/", tb.port()),
-        "over dns".into(),
-    ];
+        run_args("echo-client"),
+        vec![
+            "--dns-server".into(),
+            dns.addr().to_string(),
+            "--ca-cert".into(),
+            tb.ca_path().unwrap().display().to_string(),
+            "--".into(),
+            format!("wss://wsgate.test:{}/", tb.port()),
+            "over dns".into(),
+        ],
+    ]
+    .concat();
     let run = wsgate(args);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.lines(), ["over dns"]);
@@ -309,16 +308,16 @@ fn dns_aaaa_first_wins_on_ipv6() {
 fn unknown_name_is_a_dns_error() {
     let dns = spawn_dns_in_thread(vec![]).unwrap();
     let args = [
-        "run".to_string(),
-        plugin("echo-client").display().to_string(),
-        "--cache-dir".into(),
-        cache_dir().display().to_string(),
-        "--dns-server".into(),
-        dns.addr().to_string(),
-        "--".into(),
-        "wss://nowhere.wsgate.test/".into(),
-        "hi".into(),
-    ];
+        run_args("echo-client"),
+        vec![
+            "--dns-server".into(),
+            dns.addr().to_string(),
+            "--".into(),
+            "wss://nowhere.wsgate.test/".into(),
+            "hi".into(),
+        ],
+    ]
+    .concat();
     wsgate(args).assert_one_line_failure("cannot resolve `nowhere.wsgate.test`");
 }
 
@@ -327,17 +326,17 @@ fn the_plugin_reads_the_race_report_through_the_connection() {
     // bench-client prints what `connection.report()` and `peer()` gave it.
     let tb = testbed(Behaviour::Blackhole, Behaviour::Ok, true);
     let args = [
-        "run".to_string(),
-        plugin("bench-client").display().to_string(),
-        "--cache-dir".into(),
-        cache_dir().display().to_string(),
-        "--resolve".into(),
-        format!("wsgate.test:{}:[::1],127.0.0.1", tb.port()),
-        "--ca-cert".into(),
-        tb.ca_path().unwrap().display().to_string(),
-        "--".into(),
-        format!("wss://wsgate.test:{}/", tb.port()),
-    ];
+        run_args("bench-client"),
+        vec![
+            "--resolve".into(),
+            format!("wsgate.test:{}:[::1],127.0.0.1", tb.port()),
+            "--ca-cert".into(),
+            tb.ca_path().unwrap().display().to_string(),
+            "--".into(),
+            format!("wss://wsgate.test:{}/", tb.port()),
+        ],
+    ]
+    .concat();
     let run = wsgate(args);
     assert_eq!(run.code, Some(0), "{run:?}");
     let line: Value = serde_json::from_str(run.lines()[0]).unwrap();

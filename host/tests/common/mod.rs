@@ -60,6 +60,17 @@ pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("wsgate-cache")
 }
 
+/// `wsgate run PLUGIN --cache-dir CACHE`: the start of every plugin run
+/// in these tests, to which a test adds its flags and `-- ARGS`.
+pub fn run_args(plugin_name: &str) -> Vec<String> {
+    vec![
+        "run".into(),
+        plugin(plugin_name).display().to_string(),
+        "--cache-dir".into(),
+        cache_dir().display().to_string(),
+    ]
+}
+
 /// Runs `wsgate` with `args`, killing it after [`RUN_LIMIT`].
 pub fn wsgate<I, S>(args: I) -> Run
 where
