@@ -17,16 +17,13 @@ use wsgate_testbed::{DnsRecord, spawn_dns_in_thread};
 /// `flags`, returning the run and its race log.
 fn run(tb: &TestbedHandle, flags: &[&str], plugin_args: &[&str]) -> (Run, Vec<Value>) {
     let log = tempdir("race").join("race.jsonl");
-    let mut args = vec![
-        run_args("echo-client"),
-        vec![
-            "--resolve".into(),
-            format!("wsgate.test:{}:[::1],127.0.0.1", tb.port()),
-            "--race-log".into(),
-            log.display().to_string(),
-        ],
-    ]
-    .concat();
+    let mut args = run_args("echo-client");
+    args.extend([
+        "--resolve".into(),
+        format!("wsgate.test:{}:[::1],127.0.0.1", tb.port()),
+        "--race-log".into(),
+        log.display().to_string(),
+    ]);
     if let Some(ca) = tb.ca_path() {
         args.extend(["--ca-cert".into(), ca.display().to_string()]);
     }
