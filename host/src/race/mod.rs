@@ -364,7 +364,8 @@ pub struct Race<D: Dialer = NetDialer> {
     parked: VecDeque<Parked<D::Stream>>,
     failures: Vec<AttemptFailure>,
     log: RaceLog,
-    last_start: Option<Instant>,
+    /// The address and start time of the attempt started last.
+    last_attempt: Option<(SocketAddr, Instant)>,
     next_start: Instant,
 }
 
@@ -420,7 +421,7 @@ impl<D: Dialer> Race<D> {
             parked: VecDeque::new(),
             failures: Vec::new(),
             log,
-            last_start: None,
+            last_attempt: None,
             next_start: Instant::now(),
         }
     }
@@ -554,7 +555,7 @@ impl<D: Dialer> Race<D> {
             && let Some(addr) = self.candidates.pick()
         {
             self.spawn_attempt(addr, now);
-            self.last_start = Some(now);
+            self.last_attempt = Some((addr, now));
             self.next_start = now + self.config.attempt_delay;
         }
     }
@@ -594,8 +595,8 @@ impl<D: Dialer> Race<D> {
                 // never more, so a stalled handshake cannot hold the race.
                 if self.target.commit >= CommitStage::Tls
                     && self.target.tls
-                    && let Some(start) = self.last_start
-                    && self.is_latest(addr)
+                    && let Some((latest, start)) = self.last_attempt
+                    && latest == addr
                 {
                     let extended = (at + self.config.attempt_delay).min(start + 2 * self.config.attempt_delay);
                     self.next_start = self.next_start.max(extended);
@@ -625,17 +626,6 @@ impl<D: Dialer> Race<D> {
         if let Some(entry) = self.attempts.values_mut().find(|(a, _)| *a == addr) {
             entry.1 = entry.1.max(stage);
         }
-    }
-
-    /// Whether `addr` is the attempt started last.
-    fn is_latest(&self, addr: SocketAddr) -> bool {
-        self.log
-            .events()
-            .iter()
-            .rev()
-            .find(|e| e.event == EventKind::Attempt)
-            .and_then(|e| e.addr)
-            == Some(addr)
     }
 
     fn on_answer(&mut self, family: usize, answer: Result<Vec<IpAddr>, String>) {
