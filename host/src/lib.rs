@@ -11,6 +11,8 @@
 //!
 //! The crate is organised one module per concept:
 //!
+//! - [`policy`]: the operator's egress policy: the allow rules checked on
+//!   the name before DNS and on every address after it.
 //! - [`resolve`]: names to addresses (hickory-resolver, IP literals,
 //!   `--resolve` overrides).
 //! - [`race`]: from a list of addresses to one committed connection.
@@ -40,8 +42,11 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod connect;
 pub mod error;
+pub mod limits;
+pub mod policy;
 pub mod race;
 pub mod report;
 pub mod resolve;
