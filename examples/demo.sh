@@ -33,8 +33,9 @@ port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' <<<"$ready")
 
 name=wsgate.test
 echo "testbed: wss echo on [::1]:$port and 127.0.0.1:$port (both ok); $name resolves to both"
-echo "\$ wsgate run echo-client.wasm --resolve $name:$port:[::1],127.0.0.1 -- wss://$name:$port/ hello 'from a plugin' 🦀"
+echo "\$ wsgate run echo-client.wasm --allow $name:$port --allow-private --resolve $name:$port:[::1],127.0.0.1 -- wss://$name:$port/ hello 'from a plugin' 🦀"
 "$bin_dir/wsgate" run "$plugin_dir/echo-client.wasm" \
+    --allow "$name:$port" --allow-private \
     --resolve "$name:$port:[::1],127.0.0.1" \
     --ca-cert "$work/ca.pem" \
     --race-log "$work/race.jsonl" \

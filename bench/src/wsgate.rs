@@ -164,6 +164,9 @@ impl Env {
             .arg(&target.ca_path)
             .arg("--cache-dir")
             .arg(&self.cache_dir)
+            // The testbed is on loopback: allow it, as an operator would
+            // allow the gateway's real upstreams.
+            .args(["--allow", &format!("{HOST}:*"), "--allow-private"])
             .args(variant.args())
             .arg("--")
             .arg(target.url())

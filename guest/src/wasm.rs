@@ -218,6 +218,7 @@ fn describe(e: &ConnectError) -> String {
             let each: Vec<String> = attempts.iter().map(|a| format!("{}: {}", a.address, a.error)).collect();
             format!("all attempts failed ({})", each.join("; "))
         }
+        ConnectError::Limited(limit) => format!("refused by the host's limits ({limit})"),
         ConnectError::Timeout => "timed out".to_owned(),
         ConnectError::Tls(why) => format!("TLS failed: {why}"),
         ConnectError::Invalid(why) => format!("invalid request: {why}"),

@@ -22,6 +22,9 @@ pub enum ErrorKind {
     Link,
     /// The plugin trapped (a panic, `unreachable`, an out-of-bounds access).
     Trap,
+    /// The plugin was stopped at one of its limits (memory, CPU time, run
+    /// time).
+    Limit,
     /// A host-side I/O error outside of any plugin connection (writing the
     /// race log, for instance).
     Io,
@@ -34,6 +37,7 @@ impl ErrorKind {
             ErrorKind::Load => "cannot load plugin",
             ErrorKind::Link => "cannot instantiate plugin",
             ErrorKind::Trap => "plugin trapped",
+            ErrorKind::Limit => "plugin stopped",
             ErrorKind::Io => "i/o error",
         }
     }

@@ -2,14 +2,17 @@
 //! the host's `connect`.
 
 use clap::{Args, Parser, Subcommand};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use wsgate_host::race::{CommitStage, RaceConfig};
+use wsgate_host::config::{Settings, range};
+use wsgate_host::policy::Rule;
+use wsgate_host::race::CommitStage;
 use wsgate_host::report::LogSink;
 use wsgate_host::resolve::Override;
 use wsgate_host::runtime::{RunOptions, Runtime};
-use wsgate_host::{ConnectConfig, Error};
+use wsgate_host::{Error, ErrorKind};
 
 /// A WebSocket edge gateway whose plugins are WebAssembly components.
 #[derive(Parser, Debug)]
@@ -30,70 +33,116 @@ struct RunArgs {
     /// The plugin: a WebAssembly component of the `wsgate:connect/client` world.
     plugin: PathBuf,
 
+    /// Read settings from this TOML file ([policy], [race], [tls], [limits];
+    /// keys named as these flags). Flags given here replace its values;
+    /// --allow, --resolve and --ca-cert add to its lists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Allow connects to what RULE matches: `host:port`, `host:*`,
+    /// `*.domain:port`, `*:port`, an IP (`192.0.2.7`, `[2001:db8::7]:443`)
+    /// or a CIDR (`10.1.0.0/16`). Nothing is allowed without a rule.
+    /// Repeatable.
+    #[arg(long, value_name = "RULE", help_heading = "Policy")]
+    allow: Vec<Rule>,
+
+    /// Allow loopback, private, link-local and unique-local addresses (for
+    /// local testing). Names still need an --allow rule.
+    #[arg(long, help_heading = "Policy")]
+    allow_private: bool,
+
     /// Answer for HOST:PORT with these addresses instead of DNS (curl's
     /// form; IPv6 with or without brackets). Repeatable.
-    #[arg(long, value_name = "HOST:PORT:ADDR[,ADDR...]")]
+    #[arg(long, value_name = "HOST:PORT:ADDR[,ADDR...]", help_heading = "Race")]
     resolve: Vec<Override>,
-
-    /// Trust the CA certificates in this PEM file, besides the system's.
-    /// Repeatable.
-    #[arg(long, value_name = "FILE")]
-    ca_cert: Vec<PathBuf>,
-
-    /// Do not trust the system's root certificates (only --ca-cert).
-    #[arg(long)]
-    no_system_roots: bool,
-
-    /// Write every connect event as a JSON line to FILE (`-`: standard error).
-    #[arg(long, value_name = "FILE|-")]
-    race_log: Option<PathBuf>,
 
     /// When a race commits to an address: after `tcp`, after `tls` (the
     /// default for TLS targets), or after the first `response` (sends the
     /// first flight on every ready attempt). Plugins may ask for earlier.
-    #[arg(long, value_name = "STAGE")]
+    #[arg(long, value_name = "STAGE", help_heading = "Race")]
     cancel_after: Option<CommitStage>,
 
     /// Connection Attempt Delay: milliseconds between attempt starts
-    /// (10 to 2000).
-    #[arg(long, value_name = "MS", default_value_t = 250)]
-    attempt_delay: u64,
+    /// (10 to 2000) [default: 250].
+    #[arg(long, value_name = "MS", value_parser = ranged(range::ATTEMPT_DELAY), help_heading = "Race")]
+    attempt_delay: Option<u64>,
 
     /// Resolution Delay: how long to wait for AAAA once A answered, in
-    /// milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 50)]
-    resolution_delay: u64,
+    /// milliseconds [default: 50].
+    #[arg(long, value_name = "MS", value_parser = ranged(range::RESOLUTION_DELAY), help_heading = "Race")]
+    resolution_delay: Option<u64>,
 
     /// First Address Family Count: how many IPv6 addresses are tried
-    /// before the first IPv4 one.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    first_family_count: usize,
+    /// before the first IPv4 one [default: 1].
+    #[arg(long, value_name = "N", value_parser = ranged(range::FIRST_FAMILY_COUNT), help_heading = "Race")]
+    first_family_count: Option<u64>,
 
-    /// At most this many attempts in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    max_in_flight: usize,
+    /// At most this many attempts in flight at once [default: 4].
+    #[arg(long, value_name = "N", value_parser = ranged(range::MAX_IN_FLIGHT), help_heading = "Race")]
+    max_in_flight: Option<u64>,
 
     /// How long attempts that reached the commit stage after the winner
-    /// stay open for a fallback, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    park_grace: u64,
+    /// stay open for a fallback, in milliseconds [default: 2000].
+    #[arg(long, value_name = "MS", value_parser = ranged(range::PARK_GRACE), help_heading = "Race")]
+    park_grace: Option<u64>,
 
-    /// Bound on a TLS handshake done after a `tcp` commit, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 5000)]
-    tls_timeout: u64,
+    /// Bound on a TLS handshake done after a `tcp` commit, in milliseconds
+    /// [default: 5000].
+    #[arg(long, value_name = "MS", value_parser = ranged(range::TLS_TIMEOUT), help_heading = "Race")]
+    tls_timeout: Option<u64>,
 
     /// How long the address that won for a host and port is tried first,
-    /// in seconds (0: never).
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
-    memory_ttl: u64,
+    /// in seconds (0: never) [default: 600].
+    #[arg(long, value_name = "SECONDS", value_parser = ranged(range::MEMORY_TTL), help_heading = "Race")]
+    memory_ttl: Option<u64>,
 
     /// Ask this DNS server (ADDR:PORT) instead of the system's.
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", help_heading = "Race")]
     dns_server: Option<std::net::SocketAddr>,
 
-    /// Bound on each connect, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    connect_timeout: u64,
+    /// Bound on each connect, in milliseconds [default: 10000].
+    #[arg(long, value_name = "MS", value_parser = ranged(range::CONNECT_TIMEOUT), help_heading = "Race")]
+    connect_timeout: Option<u64>,
+
+    /// Trust the CA certificates in this PEM file, besides the system's.
+    /// Repeatable.
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    ca_cert: Vec<PathBuf>,
+
+    /// Do not trust the system's root certificates (only --ca-cert).
+    #[arg(long, help_heading = "TLS")]
+    no_system_roots: bool,
+
+    /// Linear memory per plugin instance, in MiB [default: 64].
+    #[arg(long, value_name = "MIB", value_parser = ranged(range::MEMORY), help_heading = "Limits")]
+    memory: Option<u64>,
+
+    /// Time the plugin's own code may run, in milliseconds (0: no limit)
+    /// [default: 60000].
+    #[arg(long, value_name = "MS", value_parser = ranged(range::CPU_TIME), help_heading = "Limits")]
+    cpu_time: Option<u64>,
+
+    /// Wall-clock bound on the whole run, in seconds (0: no limit)
+    /// [default: 3600].
+    #[arg(long, value_name = "SECONDS", value_parser = ranged(range::RUN_TIME), help_heading = "Limits")]
+    run_time: Option<u64>,
+
+    /// Connections a plugin may hold open at once [default: 64].
+    #[arg(long, value_name = "N", value_parser = ranged(range::CONNECTIONS), help_heading = "Limits")]
+    connections: Option<u64>,
+
+    /// Connects a plugin may start per second (0: no limit) [default: 100].
+    #[arg(long, value_name = "N", value_parser = ranged(range::CONNECTS_PER_SECOND), help_heading = "Limits")]
+    connects_per_second: Option<u64>,
+
+    /// Bytes the host holds for a plugin per output stream, in KiB
+    /// [default: 256].
+    #[arg(long, value_name = "KIB", value_parser = ranged(range::STREAM_BUFFER), help_heading = "Limits")]
+    stream_buffer: Option<u64>,
+
+    /// Write every connect event as a JSON line to FILE (`-`: standard error).
+    #[arg(long, value_name = "FILE|-")]
+    race_log: Option<PathBuf>,
 
     /// Keep compiled plugins in DIR (default: $XDG_CACHE_HOME/wsgate or
     /// ~/.cache/wsgate).
@@ -112,6 +161,40 @@ struct RunArgs {
     /// Arguments for the plugin (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
+}
+
+/// A clap parser for a u64 setting in `range`, the file's range too.
+fn ranged(range: RangeInclusive<u64>) -> clap::builder::RangedU64ValueParser<u64> {
+    clap::builder::RangedU64ValueParser::new().range(range)
+}
+
+impl RunArgs {
+    /// The settings the flags give, for merging over the file's.
+    fn settings(&self) -> Settings {
+        Settings {
+            allow: self.allow.clone(),
+            allow_private: self.allow_private.then_some(true),
+            cancel_after: self.cancel_after,
+            attempt_delay: self.attempt_delay,
+            resolution_delay: self.resolution_delay,
+            first_family_count: self.first_family_count,
+            max_in_flight: self.max_in_flight,
+            park_grace: self.park_grace,
+            tls_timeout: self.tls_timeout,
+            memory_ttl: self.memory_ttl,
+            connect_timeout: self.connect_timeout,
+            dns_server: self.dns_server,
+            resolve: self.resolve.clone(),
+            ca_cert: self.ca_cert.clone(),
+            no_system_roots: self.no_system_roots.then_some(true),
+            memory: self.memory,
+            cpu_time: self.cpu_time,
+            run_time: self.run_time,
+            connections: self.connections,
+            connects_per_second: self.connects_per_second,
+            stream_buffer: self.stream_buffer,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -151,34 +234,16 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::new(wsgate_host::ErrorKind::Io, "cannot start the async runtime").with_source(e))?;
+        .map_err(|e| Error::new(ErrorKind::Io, "cannot start the async runtime").with_source(e))?;
     runtime.block_on(async move {
-        let race = RaceConfig {
-            attempt_delay: Duration::from_millis(args.attempt_delay),
-            resolution_delay: Duration::from_millis(args.resolution_delay),
-            max_in_flight: args.max_in_flight,
-            first_family_count: args.first_family_count,
-            park_grace: Duration::from_millis(args.park_grace),
-            tls_timeout: Duration::from_millis(args.tls_timeout),
-            ..RaceConfig::default()
+        let file = match &args.config {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
         };
-        let mut config = ConnectConfig::builder()
-            .system_roots(!args.no_system_roots)
-            .connect_timeout(Duration::from_millis(args.connect_timeout))
-            .race(race)
-            .memory_ttl(Duration::from_secs(args.memory_ttl));
-        if let Some(stage) = args.cancel_after {
-            config = config.cancel_after(stage);
-        }
-        if let Some(server) = args.dns_server {
-            config = config.dns_server(server);
-        }
-        for entry in &args.resolve {
-            config = config.resolve(entry.clone());
-        }
-        for ca in &args.ca_cert {
-            config = config.ca_file(ca);
-        }
+        let settings = file.merge(args.settings());
+        let limits = settings.limits();
+        limits.validate().map_err(|why| Error::new(ErrorKind::Config, why))?;
+        let mut config = settings.connect_builder();
         if let Some(path) = &args.race_log {
             config = config.race_log(open_log(path)?);
         }
@@ -194,7 +259,9 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         };
         let engine_time = started.elapsed();
         let plugin = wasm.load(&args.plugin)?;
-        let outcome = wasm.run(&plugin, config, RunOptions::new(args.args)).await?;
+        let outcome = wasm
+            .run(&plugin, config, RunOptions::new(args.args).limits(limits))
+            .await?;
         if args.verbose {
             eprintln!(
                 "wsgate: start-up {:.1} ms (engine {:.1} ms, compile {:.1} ms, instantiate {:.1} ms); run {:.1} ms; exit {}",
@@ -215,11 +282,7 @@ fn open_log(path: &std::path::Path) -> Result<LogSink, Error> {
         return Ok(LogSink::new(std::io::stderr()));
     }
     let file = std::fs::File::create(path).map_err(|e| {
-        Error::new(
-            wsgate_host::ErrorKind::Config,
-            format!("cannot open race log `{}`", path.display()),
-        )
-        .with_source(e)
+        Error::new(ErrorKind::Config, format!("cannot open race log `{}`", path.display())).with_source(e)
     })?;
     Ok(LogSink::new(file))
 }

@@ -46,6 +46,9 @@ pub enum EventKind {
     Park,
     /// The plugin gave up a connection and asked for the next candidate.
     Fallback,
+    /// The operator's policy refused a resolved address; `detail` says
+    /// which rule.
+    Denied,
 }
 
 impl EventKind {
@@ -63,6 +66,7 @@ impl EventKind {
             EventKind::Response => "response",
             EventKind::Park => "park",
             EventKind::Fallback => "fallback",
+            EventKind::Denied => "denied",
         }
     }
 }

@@ -1,18 +1,41 @@
-//! Loading and running plugins.
+//! Loading and running plugins, each in its own sandbox.
 //!
 //! A [`Runtime`] holds the wasmtime engine and the linker with everything a
 //! plugin of the `client` world may import. [`Runtime::load`] checks and
 //! compiles a plugin once; [`Runtime::run`] gives it a fresh store (its own
 //! arguments, the host's stdio, its own connect state) and calls its
 //! `wasi:cli/run` export.
+//!
+//! # The sandbox
+//!
+//! A plugin gets the WASI interfaces of a command (arguments, stdio,
+//! clocks, random, exit) and `wsgate:connect`, and nothing else:
+//!
+//! - no `wasi:sockets`: a plugin that imports it is refused at load, with
+//!   the interface named. Everything it reaches goes through `connect`,
+//!   under the operator's policy;
+//! - `wasi:filesystem` is linked (Rust's standard library imports it) with
+//!   no preopened directory, so every path fails to open;
+//! - no environment variables, and only the arguments the operator gave;
+//! - the [`Limits`] of its instance: linear memory, CPU time (epoch
+//!   interruption), wall-clock time, connections, connects per second and
+//!   the host's buffer per stream. A plugin over a limit traps or gets an
+//!   error; the host and the other plugins go on.
 
 use crate::connect::bindings::{Client, ClientPre};
 use crate::connect::{self, ConnectConfig, ConnectCtx, ConnectCtxView, ConnectView};
 use crate::error::{Error, ErrorKind};
+use crate::limits::{EPOCH_TICK, Limits};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Cache, CacheConfig, Config, Engine, Store};
+use wasmtime::component::{Component, HasData, Linker, ResourceTable};
+use wasmtime::{Cache, CacheConfig, CallHook, Config, Engine, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+use wasmtime_wasi::p2::bindings as wasi;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// The WebAssembly engine and linker, shared by every plugin of a host.
@@ -28,6 +51,15 @@ pub struct Plugin {
     compile_time: Duration,
 }
 
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("compile_time", &self.compile_time)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Plugin {
     /// The plugin's file name, as it is given to the plugin as `argv[0]`.
     pub fn name(&self) -> &str {
@@ -40,15 +72,18 @@ impl Plugin {
     }
 }
 
-/// How to run a plugin: its arguments.
+/// How to run a plugin: its arguments, its limits, where its output goes.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     args: Vec<String>,
+    limits: Limits,
+    capture: Option<usize>,
 }
 
 impl RunOptions {
     /// Runs the plugin with `args` (not counting `argv[0]`, which is the
-    /// plugin's name).
+    /// plugin's name) under the default [`Limits`], its output going to the
+    /// host's standard output and error.
     pub fn new<I, S>(args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -56,16 +91,35 @@ impl RunOptions {
     {
         RunOptions {
             args: args.into_iter().map(Into::into).collect(),
+            ..RunOptions::default()
         }
+    }
+
+    /// Runs the plugin under `limits`.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Keeps the plugin's standard output and error (up to `max` bytes
+    /// each; writes beyond fail) for [`Outcome::stdout`] and
+    /// [`Outcome::stderr`], instead of passing them to the host's. For
+    /// running several plugins side by side.
+    pub fn capture_output(mut self, max: usize) -> Self {
+        self.capture = Some(max);
+        self
     }
 }
 
 /// How a plugin run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     exit_code: i32,
     instantiate_time: Duration,
     run_time: Duration,
+    cpu_time: Duration,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
 }
 
 impl Outcome {
@@ -84,6 +138,23 @@ impl Outcome {
     pub fn run_time(&self) -> Duration {
         self.run_time
     }
+
+    /// How long the plugin's own code ran, as the CPU limit counts it.
+    pub fn cpu_time(&self) -> Duration {
+        self.cpu_time
+    }
+
+    /// What the plugin wrote to its standard output, when
+    /// [captured](RunOptions::capture_output).
+    pub fn stdout(&self) -> &[u8] {
+        &self.stdout
+    }
+
+    /// What the plugin wrote to its standard error, when
+    /// [captured](RunOptions::capture_output).
+    pub fn stderr(&self) -> &[u8] {
+        &self.stderr
+    }
 }
 
 /// The data of one plugin instance's store.
@@ -91,6 +162,85 @@ pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     connect: ConnectCtx,
+    memory: MemoryLimiter,
+    cpu: CpuMeter,
+}
+
+/// The most table elements an instance may have: far more than any
+/// plugin's function table needs, far less than would hurt the host.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Holds an instance to its memory limit, and remembers a refusal so that
+/// the trap that follows (Rust aborts when an allocation fails) can be told
+/// as what it is.
+struct MemoryLimiter {
+    limit: usize,
+    refused: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // `memory.grow` returns -1 beyond the limit, as WebAssembly lets a
+        // host do; the plugin may cope with it.
+        if desired > self.limit {
+            self.refused = Some(self.refused.map_or(desired, |d| d.max(desired)));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Counts the time spent in the plugin's own code: from each entry into
+/// WebAssembly (a call in, a host call returning) to the next exit (a host
+/// call, the call returning). Waiting on the network happens inside host
+/// calls, so it does not count.
+struct CpuMeter {
+    budget: Option<Duration>,
+    used: Duration,
+    running_since: Option<Instant>,
+}
+
+impl CpuMeter {
+    fn on_call(&mut self, hook: CallHook) {
+        let now = Instant::now();
+        if hook.entering_host() {
+            if let Some(since) = self.running_since.take() {
+                self.used += now - since;
+            }
+        } else {
+            self.running_since = Some(now);
+        }
+    }
+
+    /// The time used so far, the current stretch included.
+    fn used(&self) -> Duration {
+        self.used + self.running_since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+}
+
+/// The error an epoch callback stops a plugin with when its CPU budget is
+/// spent.
+#[derive(Debug)]
+struct CpuExhausted(Duration);
+
+impl std::fmt::Display for CpuExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "used its CPU time limit of {}", human(self.0))
+    }
+}
+
+impl std::error::Error for CpuExhausted {}
+
+/// The [`HasData`] of the `wasi:io` interfaces: they work on the resource
+/// table alone.
+struct WasiIo;
+
+impl HasData for WasiIo {
+    type Data<'a> = &'a mut ResourceTable;
 }
 
 impl WasiView for PluginState {
@@ -144,9 +294,14 @@ impl Runtime {
 
     fn build(mut config: Config) -> Result<Self, Error> {
         config.wasm_component_model(true);
+        // Plugins are interrupted at every epoch tick: to yield their
+        // thread to other tasks, and to be stopped when their CPU time is
+        // spent.
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| wasm_error(ErrorKind::Load, "cannot create the engine", e))?;
+        start_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        add_sandbox_to_linker(&mut linker)
             .and_then(|()| connect::add_to_linker(&mut linker))
             .map_err(|e| wasm_error(ErrorKind::Load, "cannot set up the linker", e))?;
         Ok(Runtime { engine, linker })
@@ -165,6 +320,8 @@ impl Runtime {
         let component = Component::from_binary(&self.engine, &bytes)
             .map_err(|e| wasm_error(ErrorKind::Load, &format!("`{shown}` is not a valid component"), e))?;
         let compile_time = started.elapsed();
+        check_imports(&self.engine, &component)
+            .map_err(|why| Error::new(ErrorKind::Link, format!("`{shown}` {why}")))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -180,44 +337,217 @@ impl Runtime {
         })
     }
 
-    /// Runs `plugin` to completion under `config`.
+    /// Runs `plugin` to completion under `config` and the limits of
+    /// `options`.
     ///
     /// A plugin that exits, with any code, gives an [`Outcome`]; one that
-    /// traps gives an error of kind [`ErrorKind::Trap`].
+    /// traps gives an error of kind [`ErrorKind::Trap`], one stopped at a
+    /// limit an error of kind [`ErrorKind::Limit`].
     pub async fn run(&self, plugin: &Plugin, config: ConnectConfig, options: RunOptions) -> Result<Outcome, Error> {
+        let limits = options.limits;
         let mut wasi = WasiCtxBuilder::new();
-        wasi.inherit_stdio().arg(&plugin.name).args(&options.args);
+        // Arguments and stdio only: no environment, no preopened
+        // directory, no sockets.
+        wasi.arg(&plugin.name).args(&options.args);
+        let captured = options
+            .capture
+            .map(|max| (MemoryOutputPipe::new(max), MemoryOutputPipe::new(max)));
+        match &captured {
+            Some((stdout, stderr)) => {
+                wasi.stdout(stdout.clone()).stderr(stderr.clone());
+            }
+            None => {
+                wasi.inherit_stdio();
+            }
+        }
         let state = PluginState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            connect: ConnectCtx::new(config),
-        };
-        let mut store = Store::new(&self.engine, state);
-
-        let started = Instant::now();
-        let client: Client = plugin
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| run_error(plugin, e))?;
-        let instantiate_time = started.elapsed();
-
-        let started = Instant::now();
-        let result = client.wasi_cli_run().call_run(&mut store).await;
-        let run_time = started.elapsed();
-        let exit_code = match result {
-            Ok(Ok(())) => 0,
-            Ok(Err(())) => 1,
-            Err(e) => match e.downcast_ref::<I32Exit>() {
-                Some(exit) => exit.0,
-                None => return Err(run_error(plugin, e)),
+            connect: ConnectCtx::with_limits(config, &limits),
+            memory: MemoryLimiter {
+                limit: limits.memory,
+                refused: None,
+            },
+            cpu: CpuMeter {
+                budget: limits.cpu_time,
+                used: Duration::ZERO,
+                running_since: None,
             },
         };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.call_hook(|mut store, hook| {
+            store.data_mut().cpu.on_call(hook);
+            Ok(())
+        });
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|store| {
+            let cpu = &store.data().cpu;
+            if let Some(budget) = cpu.budget
+                && cpu.used() >= budget
+            {
+                return Err(CpuExhausted(budget).into());
+            }
+            // Let the other tasks of this thread (other plugins, their
+            // connects) run before going on.
+            Ok(UpdateDeadline::Yield(1))
+        });
+
+        let mut times = (Duration::ZERO, Duration::ZERO);
+        let call = instantiate_and_run(plugin, &mut store, &mut times);
+        let result = match limits.run_time {
+            Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Limit,
+                    format!("`{}` ran past its run-time limit of {}", plugin.name, human(limit)),
+                ))
+            }),
+            None => call.await,
+        };
+        let state = store.data();
+        let cpu_time = state.cpu.used();
+        let exit_code = match result {
+            Ok(code) => code,
+            Err(e) if e.kind() == ErrorKind::Trap => {
+                // A trap right after a refused `memory.grow` is the memory
+                // limit, whatever the plugin did on the way (Rust aborts).
+                if let Some(desired) = state.memory.refused {
+                    return Err(Error::new(
+                        ErrorKind::Limit,
+                        format!(
+                            "`{}` ran out of memory: it asked for {} of linear memory, its limit is {}",
+                            plugin.name,
+                            bytes(desired),
+                            bytes(state.memory.limit)
+                        ),
+                    ));
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let (stdout, stderr) = captured.map_or_else(Default::default, |(out, err)| {
+            (out.contents().to_vec(), err.contents().to_vec())
+        });
         Ok(Outcome {
             exit_code,
-            instantiate_time,
-            run_time,
+            instantiate_time: times.0,
+            run_time: times.1,
+            cpu_time,
+            stdout,
+            stderr,
         })
+    }
+}
+
+/// Instantiates the plugin and calls its `run`, noting how long each took.
+async fn instantiate_and_run(
+    plugin: &Plugin,
+    store: &mut Store<PluginState>,
+    times: &mut (Duration, Duration),
+) -> Result<i32, Error> {
+    let started = Instant::now();
+    let client: Client = plugin
+        .pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(|e| run_error(plugin, e))?;
+    times.0 = started.elapsed();
+
+    let started = Instant::now();
+    let result = client.wasi_cli_run().call_run(&mut *store).await;
+    times.1 = started.elapsed();
+    match result {
+        Ok(Ok(())) => Ok(0),
+        Ok(Err(())) => Ok(1),
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(exit) => Ok(exit.0),
+            None => Err(run_error(plugin, e)),
+        },
+    }
+}
+
+/// Adds the WASI interfaces a plugin may use: those of a command, minus
+/// sockets. Compare `wasmtime_wasi::p2::add_to_linker_async`, which adds
+/// them all.
+fn add_sandbox_to_linker(l: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    type T = PluginState;
+    wasi::io::error::add_to_linker::<T, WasiIo>(l, |t| &mut t.table)?;
+    wasi::io::poll::add_to_linker::<T, WasiIo>(l, |t| &mut t.table)?;
+    wasi::io::streams::add_to_linker::<T, WasiIo>(l, |t| &mut t.table)?;
+    wasi::clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    wasi::clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    wasi::random::random::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
+    wasi::random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
+    wasi::random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
+    wasi::cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    wasi::cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    wasi::cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    wasi::cli::stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    wasi::cli::stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    wasi::cli::terminal_input::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    wasi::cli::terminal_output::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    wasi::cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    wasi::cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    wasi::cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    // With no preopened directory there is nothing to open: the interface
+    // is here so that plugins built with Rust's standard library link.
+    wasi::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    wasi::filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    Ok(())
+}
+
+/// Refuses a plugin that imports `wasi:sockets` by name, before the linker
+/// would refuse it with a generic message: a plugin reaches the network
+/// through `wsgate:connect` only.
+fn check_imports(engine: &Engine, component: &Component) -> Result<(), String> {
+    let ty = component.component_type();
+    let mut imports = ty.imports(engine).map(|(name, _)| name);
+    match imports.find(|name| name.starts_with("wasi:sockets/")) {
+        Some(name) => Err(format!(
+            "imports `{name}`: plugins get no sockets of their own, they reach the network through \
+             `wsgate:connect/types` under the operator's policy"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`], for as long as the
+/// engine lives.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new().name("wsgate-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    });
+    // Without the thread plugins would never be interrupted: spinning ones
+    // would hold their thread for ever. Failing to start a thread at all
+    // leaves the host unusable anyway.
+    spawned.expect("cannot start the epoch thread");
+}
+
+/// A duration as an operator writes it: `1500 ms`, `3 s`, `1 h`.
+fn human(d: Duration) -> String {
+    if d.subsec_millis() != 0 || d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d.as_secs().is_multiple_of(3600) {
+        format!("{} h", d.as_secs() / 3600)
+    } else {
+        format!("{} s", d.as_secs())
+    }
+}
+
+/// A size as an operator writes it: `64 MiB`, `300 KiB`, `100 bytes`.
+fn bytes(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
     }
 }
 
@@ -245,13 +575,20 @@ fn wasm_error(kind: ErrorKind, what: &str, e: wasmtime::Error) -> Error {
 /// An error out of a running plugin: a trap names its cause; anything else
 /// (a host error, an instantiation failure) its first line.
 fn run_error(plugin: &Plugin, e: wasmtime::Error) -> Error {
+    if let Some(cpu) = e.downcast_ref::<CpuExhausted>() {
+        return Error::new(ErrorKind::Limit, format!("`{}` {cpu}", plugin.name));
+    }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return Error::new(ErrorKind::Trap, format!("`{}`: {trap}", plugin.name));
     }
-    Error::new(
-        ErrorKind::Trap,
-        format!("`{}`: {}", plugin.name, first_line(&format!("{e:#}"))),
-    )
+    // A host function's error (a write beyond the budget, say) comes
+    // wrapped in the wasm backtrace: the cause is what the operator needs.
+    let text = if e.downcast_ref::<wasmtime::WasmBacktrace>().is_some() {
+        e.root_cause().to_string()
+    } else {
+        format!("{e:#}")
+    };
+    Error::new(ErrorKind::Trap, format!("`{}`: {}", plugin.name, first_line(&text)))
 }
 
 fn first_line(s: &str) -> &str {

@@ -140,6 +140,7 @@ echo "autobahn: fuzzingserver on 127.0.0.1:$PORT (setup $((t1 - t0)) s), cases $
 # In the background, so that a signal to this script runs its traps at once
 # (`timeout` passes the TERM on to wsgate).
 timeout --kill-after=10 "$LIMIT" "$WSGATE" run "$PLUGIN" --cache-dir "$ROOT/target/autobahn/wsgate-cache" \
+    --allow-private --connects-per-second 0 --cpu-time 0 --run-time 0 \
     -- "${CLIENT_FLAGS[@]}" "ws://127.0.0.1:$PORT" "$AGENT" </dev/null &
 CLIENT=$!
 status=0

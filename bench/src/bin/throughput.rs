@@ -128,6 +128,8 @@ fn plugin_run(cli: &Cli, cache: &std::path::Path, url: &str, size: usize, count:
         .arg(&cli.plugin)
         .arg("--cache-dir")
         .arg(cache)
+        // The testbed is on loopback.
+        .args(["--allow-private", "--connects-per-second", "0"])
         .arg("--")
         .args([url.to_owned(), size.to_string(), count.to_string(), window.to_string()])
         .stdin(Stdio::null())

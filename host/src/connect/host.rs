@@ -3,7 +3,7 @@
 
 use super::bindings::types::{self, AttemptStage as WitStage, ConnectError as WitError, ConnectOptions};
 use super::stream::{ReadStream, WriteStream};
-use super::{ConnectConfig, ConnectCtxView, Connection};
+use super::{ConnectConfig, ConnectCtxView, Connection, OpenSlot};
 use crate::race::Replay;
 use crate::race::{AttemptStage, CommitStage, Committed, ConnectError, NetDialer, Race, Target, Transport};
 use crate::report::{EventKind, RaceLog};
@@ -13,11 +13,6 @@ use tokio::time::Instant;
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
-/// How many bytes a plugin may have in flight to the peer before its writes
-/// wait: enough for a large frame in one go, small enough to bound the
-/// host's memory per connection.
-const WRITE_BUDGET: usize = 256 * 1024;
-
 impl types::Host for ConnectCtxView<'_> {
     async fn connect(
         &mut self,
@@ -25,8 +20,12 @@ impl types::Host for ConnectCtxView<'_> {
         port: u16,
         options: ConnectOptions,
     ) -> wasmtime::Result<Result<Resource<Connection>, WitError>> {
+        let slot = match self.ctx.admit() {
+            Ok(slot) => slot,
+            Err(limit) => return Ok(Err(WitError::Limited(limit))),
+        };
         let config = self.ctx.config.clone();
-        match open(&config, host, port, options).await {
+        match open(&config, host, port, options, slot).await {
             Ok(connection) => Ok(Ok(self.table.push(connection)?)),
             Err(e) => Ok(Err(e.into())),
         }
@@ -54,7 +53,7 @@ impl types::HostConnection for ConnectCtxView<'_> {
         let Some(writer) = connection.writer.take() else {
             return Ok(Err(WitError::Invalid("the output stream was already taken".into())));
         };
-        let stream: DynOutputStream = Box::new(WriteStream::new(WRITE_BUDGET, writer));
+        let stream: DynOutputStream = Box::new(WriteStream::new(self.ctx.stream_buffer, writer));
         Ok(Ok(self.table.push_child(stream, &this)?))
     }
 
@@ -87,6 +86,7 @@ impl types::HostConnection for ConnectCtxView<'_> {
             reader,
             writer,
             mut race,
+            _slot: slot,
         } = self.table.delete(this)?;
         // Close the abandoned path before trying the next one.
         drop((reader, writer));
@@ -94,7 +94,7 @@ impl types::HostConnection for ConnectCtxView<'_> {
         // A fallback is a new wait for the plugin: it gets the full time.
         let deadline = Instant::now() + config.inner.connect_timeout;
         match race.fallback(peer, deadline).await {
-            Ok(committed) => Ok(Ok(self.table.push(connection(&config, race, committed))?)),
+            Ok(committed) => Ok(Ok(self.table.push(connection(&config, race, committed, slot))?)),
             Err(e) => Ok(Err(e.into())),
         }
     }
@@ -111,12 +111,20 @@ async fn open(
     host: String,
     port: u16,
     options: ConnectOptions,
+    slot: OpenSlot,
 ) -> Result<Connection, ConnectError> {
     let started = Instant::now();
     crate::resolve::check_host(&host).map_err(ConnectError::Invalid)?;
     if port == 0 {
         return Err(ConnectError::Invalid("port 0".into()));
     }
+    // Before DNS, on the name and port as the plugin gave them: a name the
+    // operator did not allow is not even looked up.
+    config
+        .inner
+        .policy
+        .check_name(&host, port)
+        .map_err(|denied| ConnectError::Denied(denied.to_string()))?;
     let mut timeout = config.inner.connect_timeout;
     if let Some(ms) = options.timeout_ms {
         if ms == 0 {
@@ -163,14 +171,15 @@ async fn open(
         .map_err(|_| ConnectError::Timeout)?
         .map_err(|e| ConnectError::Dns(e.to_string()))?;
     let memory = config.inner.memory.clone();
-    let mut race = Race::new(config.inner.race, target, NetDialer::new(tls), lookups, memory, log);
+    let mut race = Race::new(config.inner.race, target, NetDialer::new(tls), lookups, memory, log)
+        .with_policy(config.inner.policy.clone());
     let committed = race.next(deadline).await?;
-    Ok(connection(config, race, committed))
+    Ok(connection(config, race, committed, slot))
 }
 
 /// Wraps a committed stream for the plugin, keeping the race for
 /// `report()` and `fallback()`.
-fn connection(config: &ConnectConfig, race: Race, committed: Committed<Transport>) -> Connection {
+fn connection(config: &ConnectConfig, race: Race, committed: Committed<Transport>, slot: OpenSlot) -> Connection {
     if let Some(summary) = &config.inner.summary {
         let log = race.log();
         let attempts = log.events().iter().filter(|e| e.event == EventKind::Attempt).count();
@@ -192,6 +201,7 @@ fn connection(config: &ConnectConfig, race: Race, committed: Committed<Transport
         reader: Some(Replay::new(committed.prefix, reader)),
         writer: Some(writer),
         race,
+        _slot: slot,
     }
 }
 
@@ -231,6 +241,7 @@ impl From<ConnectError> for WitError {
                     })
                     .collect(),
             ),
+            ConnectError::Limited(limit) => WitError::Limited(limit),
             ConnectError::Timeout => WitError::Timeout,
             ConnectError::Tls(e) => WitError::Tls(e),
             ConnectError::Invalid(e) => WitError::Invalid(e),

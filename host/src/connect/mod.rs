@@ -14,6 +14,8 @@ mod host;
 mod stream;
 
 use crate::error::Error;
+use crate::limits::{ConnectRate, Limits};
+use crate::policy::{Policy, Rule};
 use crate::race::{CommitStage, FamilyMemory, Race, RaceConfig, Replay, Transport};
 use crate::report::LogSink;
 use crate::resolve::{Override, Resolver};
@@ -21,7 +23,7 @@ use crate::tls::{TlsClient, TrustRoots};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{ReadHalf, WriteHalf};
 use wasmtime::component::{HasData, Linker, ResourceTable};
@@ -50,12 +52,14 @@ struct ConfigInner {
     race: RaceConfig,
     cancel_after: Option<CommitStage>,
     memory: Arc<FamilyMemory>,
+    policy: Arc<Policy>,
     next_connect: AtomicU64,
 }
 
 impl ConnectConfig {
-    /// Starts a configuration with the defaults: system DNS, system trust
-    /// roots, no race log, a 10 s connect timeout.
+    /// Starts a configuration with the defaults: a policy that allows
+    /// nothing (add rules with [`allow`](ConnectConfigBuilder::allow)),
+    /// system DNS, system trust roots, no race log, a 10 s connect timeout.
     pub fn builder() -> ConnectConfigBuilder {
         ConnectConfigBuilder::default()
     }
@@ -77,6 +81,7 @@ pub struct ConnectConfigBuilder {
     cancel_after: Option<CommitStage>,
     memory_ttl: Option<Duration>,
     dns_server: Option<SocketAddr>,
+    policy: Policy,
 }
 
 impl ConnectConfigBuilder {
@@ -149,6 +154,26 @@ impl ConnectConfigBuilder {
         self
     }
 
+    /// Allows connects to what `rule` matches (`--allow`). With no rule,
+    /// every connect is denied.
+    pub fn allow(mut self, rule: Rule) -> Self {
+        self.policy.allow(rule);
+        self
+    }
+
+    /// Allows loopback, private, link-local and unique-local addresses
+    /// (`--allow-private`), for local testing. Names still need a rule.
+    pub fn allow_private(mut self) -> Self {
+        self.policy.allow_private();
+        self
+    }
+
+    /// Replaces the egress policy with `policy`.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// Builds the configuration: checks the values and loads the trust
     /// roots.
     pub fn build(self) -> Result<ConnectConfig, Error> {
@@ -167,22 +192,75 @@ impl ConnectConfigBuilder {
                 race: self.race,
                 cancel_after: self.cancel_after,
                 memory: Arc::new(FamilyMemory::new(self.memory_ttl.unwrap_or(DEFAULT_MEMORY_TTL))),
+                policy: Arc::new(self.policy),
                 next_connect: AtomicU64::new(0),
             }),
         })
     }
 }
 
-/// The per-plugin state of the capability.
+/// The per-plugin state of the capability: the operator's configuration
+/// and the instance's own connection limits.
 #[derive(Debug)]
 pub struct ConnectCtx {
     config: ConnectConfig,
+    open: Arc<AtomicUsize>,
+    max_open: usize,
+    rate: Option<ConnectRate>,
+    stream_buffer: usize,
 }
 
 impl ConnectCtx {
-    /// A context for one plugin instance under `config`.
+    /// A context for one plugin instance under `config`, with the default
+    /// [`Limits`].
     pub fn new(config: ConnectConfig) -> Self {
-        ConnectCtx { config }
+        Self::with_limits(config, &Limits::default())
+    }
+
+    /// A context for one plugin instance under `config` and `limits`
+    /// (open connections, connects per second, stream buffer).
+    pub fn with_limits(config: ConnectConfig, limits: &Limits) -> Self {
+        ConnectCtx {
+            config,
+            open: Arc::new(AtomicUsize::new(0)),
+            max_open: limits.connections,
+            rate: limits.connects_per_second.map(ConnectRate::new),
+            stream_buffer: limits.stream_buffer,
+        }
+    }
+
+    /// How many connections the instance holds open (connects in progress
+    /// included).
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Takes a slot for a new connect, or says which limit refuses it.
+    fn admit(&mut self) -> Result<OpenSlot, String> {
+        if self.open.load(Ordering::Relaxed) >= self.max_open {
+            return Err(format!(
+                "connections: {} open, the limit is {}",
+                self.max_open, self.max_open
+            ));
+        }
+        if let Some(rate) = &mut self.rate
+            && !rate.try_take()
+        {
+            return Err(format!("connects-per-second: the limit is {}", rate.rate()));
+        }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(OpenSlot(self.open.clone()))
+    }
+}
+
+/// One of an instance's open connections, given back when dropped (with
+/// the connection, or with a connect that failed).
+#[derive(Debug)]
+struct OpenSlot(Arc<AtomicUsize>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -222,6 +300,7 @@ pub struct Connection {
     reader: Option<Replay<ReadHalf<Transport>>>,
     writer: Option<WriteHalf<Transport>>,
     race: Race,
+    _slot: OpenSlot,
 }
 
 impl Connection {

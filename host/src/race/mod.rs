@@ -37,6 +37,7 @@ pub use dial::{Dialer, NetDialer};
 pub use order::{Candidates, FamilyMemory, order};
 pub use transport::{Replay, Transport};
 
+use crate::policy::Policy;
 use crate::report::{EventKind, RaceLog};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -127,6 +128,9 @@ pub enum ConnectError {
     Dns(String),
     /// Every address was tried; one entry per attempt.
     AllAttemptsFailed(Vec<AttemptFailure>),
+    /// One of the operator's limits on the plugin refuses the connect now
+    /// (open connections, connects per second).
+    Limited(String),
     /// The connect's time bound passed.
     Timeout,
     /// TLS could not be set up on any path that reached it.
@@ -147,6 +151,7 @@ impl fmt::Display for ConnectError {
                 }
                 Ok(())
             }
+            ConnectError::Limited(limit) => write!(f, "over a limit: {limit}"),
             ConnectError::Timeout => f.write_str("timed out"),
             ConnectError::Tls(e) => write!(f, "TLS failed: {e}"),
             ConnectError::Invalid(e) => write!(f, "invalid request: {e}"),
@@ -355,6 +360,10 @@ pub struct Race<D: Dialer = NetDialer> {
     answered_at: [Option<Instant>; 2],
     resolve_errors: Vec<String>,
     found_any: bool,
+    /// The operator's policy, checked on every resolved address.
+    policy: Option<Arc<Policy>>,
+    /// Why each address the policy refused was refused.
+    denied: Vec<String>,
     candidates: Candidates,
     in_flight: JoinSet<Outcome<D::Stream>>,
     /// The address and stage reached of each attempt in flight.
@@ -414,6 +423,8 @@ impl<D: Dialer> Race<D> {
             answered_at: [None, None],
             resolve_errors: Vec::new(),
             found_any: false,
+            policy: None,
+            denied: Vec::new(),
             in_flight: JoinSet::new(),
             attempts: HashMap::new(),
             progress_tx,
@@ -424,6 +435,15 @@ impl<D: Dialer> Race<D> {
             last_attempt: None,
             next_start: Instant::now(),
         }
+    }
+
+    /// Checks every resolved address against `policy` before it becomes a
+    /// candidate: an address the policy refuses is never dialed, and a
+    /// race whose every address is refused fails with
+    /// [`ConnectError::Denied`].
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Self {
+        self.policy = Some(policy);
+        self
     }
 
     /// The events of this connect so far.
@@ -639,7 +659,37 @@ impl<D: Dialer> Race<D> {
         }
         let detail = match answer {
             Ok(ips) if ips.is_empty() => format!("{kind}: no address"),
-            Ok(ips) => {
+            Ok(mut ips) => {
+                // After DNS, on every address: a name the policy allows may
+                // still resolve somewhere it does not (127.0.0.1, a
+                // metadata service, a private network).
+                if let Some(policy) = &self.policy {
+                    let port = self.target.port;
+                    ips.retain(|ip| match policy.check_addr(SocketAddr::new(*ip, port)) {
+                        Ok(()) => true,
+                        Err(denied) => {
+                            self.log.push_at(
+                                now,
+                                EventKind::Denied,
+                                Some(SocketAddr::new(*ip, port)),
+                                None,
+                                Some(denied.to_string()),
+                            );
+                            self.denied.push(denied.to_string());
+                            false
+                        }
+                    });
+                    if ips.is_empty() {
+                        self.log.push_at(
+                            now,
+                            EventKind::Resolve,
+                            None,
+                            None,
+                            Some(format!("{kind}: every address denied")),
+                        );
+                        return;
+                    }
+                }
                 self.found_any = true;
                 let listed: Vec<String> = ips.iter().map(ToString::to_string).collect();
                 self.candidates
@@ -833,6 +883,9 @@ impl<D: Dialer> Race<D> {
     /// The error for a race with nothing left to try.
     fn exhausted(&self) -> ConnectError {
         if !self.found_any && self.failures.is_empty() {
+            if let Some(denied) = self.denied.first() {
+                return ConnectError::Denied(denied.clone());
+            }
             let why = if self.resolve_errors.is_empty() {
                 "no address".to_owned()
             } else {

@@ -60,9 +60,19 @@ pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("wsgate-cache")
 }
 
-/// `wsgate run PLUGIN --cache-dir CACHE`: the start of every plugin run
-/// in these tests, to which a test adds its flags and `-- ARGS`.
+/// `wsgate run PLUGIN --cache-dir CACHE --allow '*:*' --allow-private`:
+/// the start of every plugin run in these tests, to which a test adds its
+/// flags and `-- ARGS`. The testbeds are on loopback, which the policy
+/// denies by default; the policy's own tests use [`run_args_strict`].
 pub fn run_args(plugin_name: &str) -> Vec<String> {
+    let mut args = run_args_strict(plugin_name);
+    args.extend(["--allow".into(), "*:*".into(), "--allow-private".into()]);
+    args
+}
+
+/// `wsgate run PLUGIN --cache-dir CACHE`, under the default policy (which
+/// allows nothing).
+pub fn run_args_strict(plugin_name: &str) -> Vec<String> {
     vec![
         "run".into(),
         plugin(plugin_name).display().to_string(),
