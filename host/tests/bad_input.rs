@@ -10,6 +10,7 @@ use std::path::PathBuf;
 fn run_plugin(plugin: &std::path::Path, extra: &[&str]) -> Run {
     let mut args = vec!["run".to_string(), plugin.display().to_string()];
     args.extend(["--cache-dir".into(), cache_dir().display().to_string()]);
+    args.extend(["--allow".into(), "*:*".into(), "--allow-private".into()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     wsgate(args)
 }
@@ -196,13 +197,23 @@ fn race_settings_out_of_range() {
     for (flags, why) in [
         (
             &["--attempt-delay", "5"][..],
-            "attempt delay 5 ms is outside 10..=2000 ms",
+            "'--attempt-delay <MS>': 5 is not in 10..=2000",
         ),
         (
             &["--attempt-delay", "2001"],
-            "attempt delay 2001 ms is outside 10..=2000 ms",
+            "'--attempt-delay <MS>': 2001 is not in 10..=2000",
         ),
-        (&["--max-in-flight", "0"], "0 attempts in flight"),
+        (&["--max-in-flight", "0"], "'--max-in-flight <N>': 0 is not in 1..=64"),
+        (&["--memory", "0"], "'--memory <MIB>': 0 is not in 1..=4096"),
+        (
+            &["--stream-buffer", "99999"],
+            "'--stream-buffer <KIB>': 99999 is not in 1..=65536",
+        ),
+        (&["--allow", "example.com"], "--allow"),
+        (
+            &["--config", "/nonexistent/wsgate.toml"],
+            "cannot read `/nonexistent/wsgate.toml`",
+        ),
         (&["--cancel-after", "later"], "`later` is not a commit stage"),
         (&["--dns-server", "nowhere"], "--dns-server"),
     ] {
