@@ -6,7 +6,7 @@ WASM_TARGET := wasm32-wasip2
 # Plugins build with their own profile (optimised, LTO, stripped): they are
 # shipped as .wasm files and compiled again by wasmtime on load.
 PLUGIN_DIR  := target/$(WASM_TARGET)/plugin
-PLUGINS     := echo-client bench-client autobahn-client throughput-client
+PLUGINS     := echo-client bench-client autobahn-client throughput-client hostile sockets-importer
 
 export WSGATE_PLUGIN_DIR := $(CURDIR)/$(PLUGIN_DIR)
 
