@@ -20,7 +20,11 @@
 //! - [`report`]: the race log, one JSON line per event.
 //! - [`connect`]: the `wsgate:connect` capability: a `Ctx` + `View` +
 //!   `HasData` triple, as `wasmtime-wasi` does it for its own interfaces.
-//! - [`runtime`]: the wasmtime engine that loads and runs plugins.
+//! - [`runtime`]: the wasmtime engine that loads and runs plugins, each in
+//!   its own sandbox.
+//! - [`limits`]: what one plugin instance may use (memory, CPU time, run
+//!   time, connections).
+//! - [`config`]: the operator's settings, from a TOML file and flags.
 //!
 //! # Example
 //!
@@ -32,7 +36,10 @@
 //! # async fn example() -> anyhow::Result<()> {
 //! let runtime = Runtime::new()?;
 //! let plugin = runtime.load("echo-client.wasm".as_ref())?;
-//! let config = ConnectConfig::builder().build()?;
+//! // Nothing is allowed unless a rule allows it.
+//! let config = ConnectConfig::builder()
+//!     .allow("example.test:443".parse()?)
+//!     .build()?;
 //! let outcome = runtime
 //!     .run(&plugin, config, RunOptions::new(["wss://example.test/", "hello"]))
 //!     .await?;

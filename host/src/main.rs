@@ -264,12 +264,13 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             .await?;
         if args.verbose {
             eprintln!(
-                "wsgate: start-up {:.1} ms (engine {:.1} ms, compile {:.1} ms, instantiate {:.1} ms); run {:.1} ms; exit {}",
+                "wsgate: start-up {:.1} ms (engine {:.1} ms, compile {:.1} ms, instantiate {:.1} ms); run {:.1} ms (plugin code {:.1} ms); exit {}",
                 ms(engine_time + plugin.compile_time() + outcome.instantiate_time()),
                 ms(engine_time),
                 ms(plugin.compile_time()),
                 ms(outcome.instantiate_time()),
                 ms(outcome.run_time()),
+                ms(outcome.cpu_time()),
                 outcome.exit_code(),
             );
         }

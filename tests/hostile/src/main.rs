@@ -339,7 +339,10 @@ fn commit_at(stage: types::CommitStage, host: &str, port: u16) -> u8 {
         Ok(connection) => {
             let report = connection.report();
             let commit = report.iter().find(|e| e.event == "commit");
-            println!("committed at {}", commit.and_then(|e| e.detail.clone()).unwrap_or_default());
+            println!(
+                "committed at {}",
+                commit.and_then(|e| e.detail.clone()).unwrap_or_default()
+            );
             0
         }
         Err(e) => {
