@@ -299,7 +299,8 @@ impl Runtime {
         // spent.
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| wasm_error(ErrorKind::Load, "cannot create the engine", e))?;
-        start_epoch_ticker(&engine);
+        start_epoch_ticker(&engine)
+            .map_err(|e| Error::new(ErrorKind::Io, "cannot start the epoch thread").with_source(e))?;
         let mut linker = Linker::new(&engine);
         add_sandbox_to_linker(&mut linker)
             .and_then(|()| connect::add_to_linker(&mut linker))
@@ -513,20 +514,20 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), String> {
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`], for as long as the
-/// engine lives.
-fn start_epoch_ticker(engine: &Engine) {
+/// engine lives. Without it plugins would never be interrupted: a spinning
+/// one would hold its thread for ever.
+fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new().name("wsgate-epoch".into()).spawn(move || {
-        while let Some(engine) = weak.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(EPOCH_TICK);
-        }
-    });
-    // Without the thread plugins would never be interrupted: spinning ones
-    // would hold their thread for ever. Failing to start a thread at all
-    // leaves the host unusable anyway.
-    spawned.expect("cannot start the epoch thread");
+    std::thread::Builder::new()
+        .name("wsgate-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
 }
 
 /// A duration as an operator writes it: `1500 ms`, `3 s`, `1 h`.
