@@ -40,8 +40,10 @@
 //!
 //! An IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) is the IPv4 address it
 //! maps, in rules and in checks alike: otherwise `::ffff:127.0.0.1` would
-//! be a way around the loopback check. As a consequence, an IPv6 rule such
-//! as `::/0` does not cover the mapped IPv4 addresses.
+//! be a way around the loopback check. A NAT64 address of the well-known
+//! prefix (`64:ff9b::7f00:1`) is checked as the IPv4 address it translates
+//! to, too. As a consequence, an IPv6 rule such as `::/0` or
+//! `64:ff9b::/96` does not cover those addresses: write the IPv4 rule.
 //!
 //! # Example
 //!
@@ -161,14 +163,24 @@ fn network(addr: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it reaches; any other
-/// address unchanged. Only `::ffff:0:0/96` is mapped: the IPv4-compatible
-/// form `::a.b.c.d` is deprecated (RFC 4291) and is dialled as IPv6.
+/// An IPv6 address that stands for an IPv4 address as that IPv4 address;
+/// any other address unchanged. Two forms do: IPv4-mapped (`::ffff:0:0/96`)
+/// and the NAT64 well-known prefix (`64:ff9b::/96`, RFC 6052), which a
+/// NAT64 gateway translates to the IPv4 address in its last 32 bits, so
+/// `64:ff9b::7f00:1` must not pass where `127.0.0.1` would not. The
+/// IPv4-compatible form `::a.b.c.d` is deprecated (RFC 4291) and is dialled
+/// as IPv6.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().or_else(|| nat64(v6)).map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
     }
+}
+
+/// The IPv4 address a NAT64 well-known-prefix address translates to.
+fn nat64(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = u128::from(v6);
+    (bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000).then(|| Ipv4Addr::from(bits as u32))
 }
 
 /// The kinds of special address, which only an IP or CIDR rule allows.
@@ -672,8 +684,13 @@ impl Policy {
             return Ok(());
         }
         let mut message = format!("{} is {} address", addr.ip(), class.with_article());
-        if ip != addr.ip() {
-            message.push_str(&format!(" (IPv4-mapped {ip})"));
+        if let (IpAddr::V6(given), IpAddr::V4(_)) = (addr.ip(), ip) {
+            let form = if given.to_ipv4_mapped().is_some() {
+                "IPv4-mapped"
+            } else {
+                "NAT64 for"
+            };
+            message.push_str(&format!(" ({form} {ip})"));
         }
         // A rule that contains the address but not the port is the one
         // that failed: name it, rather than suggest a rule already there.
@@ -927,6 +944,18 @@ mod tests {
         );
         assert!(denied_name(&any, "::1", 8080).contains("loopback"));
         assert!(denied_name(&any, "::ffff:127.0.0.1", 8080).contains("loopback"));
+        // NAT64's well-known prefix reaches the IPv4 address it embeds.
+        assert_eq!(
+            denied_name(&any, "64:ff9b::a9fe:a9fe", 80),
+            concat!(
+                "64:ff9b::a9fe:a9fe is a link-local address (NAT64 for 169.254.169.254): ",
+                "only an IP or CIDR rule allows it (e.g. `169.254.0.0/16`, or --allow-private)"
+            )
+        );
+        assert!(
+            any.check_name("64:ff9b::808:808", 53).is_ok(),
+            "a public address through NAT64"
+        );
 
         let mut private = Policy::new();
         private.allow_private();
