@@ -33,7 +33,7 @@ struct RunArgs {
     /// The plugin: a WebAssembly component of the `wsgate:connect/client` world.
     plugin: PathBuf,
 
-    /// Read settings from this TOML file ([policy], [race], [tls], [limits];
+    /// Read settings from this TOML file (sections policy, race, tls, limits;
     /// keys named as these flags). Flags given here replace its values;
     /// --allow, --resolve and --ca-cert add to its lists.
     #[arg(long, value_name = "FILE")]
