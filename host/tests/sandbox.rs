@@ -181,7 +181,7 @@ fn a_connect_flood_is_refused_at_the_connect_rate() {
     let port = f.tb.port().to_string();
     let limits = Limits {
         connections: 1000,
-        connects_per_second: Some(5),
+        connects_per_second: Some(2),
         ..Limits::default()
     };
     let outcome = f
@@ -189,11 +189,12 @@ fn a_connect_flood_is_refused_at_the_connect_rate() {
         .unwrap();
     assert_eq!(outcome.exit_code(), 3);
     let out = stdout(&outcome);
-    // The burst is the rate: 5 at once (a sixth if a token came back while
-    // the five were connecting).
+    // The burst is the rate: 2 at once, and a third if the two took the
+    // 500 ms a token takes to come back (a busy machine). The exact refill
+    // times are tested on tokio's paused clock in `limits`.
     assert!(
-        (out.starts_with("refused at 5: ") || out.starts_with("refused at 6: "))
-            && out.contains("Limited(\"connects-per-second"),
+        (out.starts_with("refused at 2: ") || out.starts_with("refused at 3: "))
+            && out.contains("Limited(\"connects-per-second: the limit is 2"),
         "{out}"
     );
 }
