@@ -193,6 +193,11 @@ enum Class {
     UniqueLocal,
     Multicast,
     Broadcast,
+    /// Ranges that are not the internet either: benchmarking
+    /// (`198.18.0.0/15`, which local "fake-IP" proxies hand out), IETF
+    /// protocol assignments (`192.0.0.0/24`), the reserved `240.0.0.0/4`,
+    /// and IPv6's deprecated site-local `fec0::/10`.
+    Reserved,
 }
 
 impl Class {
@@ -205,19 +210,23 @@ impl Class {
             Class::UniqueLocal => "a unique-local",
             Class::Multicast => "a multicast",
             Class::Broadcast => "a broadcast",
+            Class::Reserved => "a reserved",
         }
     }
 
     /// Whether [`Policy::allow_private`] covers the class, and so whether
     /// a message may suggest `--allow-private`.
     fn is_private(self) -> bool {
-        !matches!(self, Class::Unspecified | Class::Multicast | Class::Broadcast)
+        !matches!(
+            self,
+            Class::Unspecified | Class::Multicast | Class::Broadcast | Class::Reserved
+        )
     }
 }
 
 /// The special ranges. The networks double as the example rule a denial
 /// suggests, and the private ones as what [`Policy::allow_private`] adds.
-const SPECIAL: [(Net, Class); 14] = [
+const SPECIAL: [(Net, Class); 18] = [
     (Net::v4(0, 0, 0, 0, 8), Class::Unspecified),
     (Net::v6(0, 0, 128), Class::Unspecified),
     (Net::v4(127, 0, 0, 0, 8), Class::Loopback),
@@ -233,7 +242,12 @@ const SPECIAL: [(Net, Class); 14] = [
     (Net::v6(0xfc00, 0, 7), Class::UniqueLocal),
     (Net::v4(224, 0, 0, 0, 4), Class::Multicast),
     (Net::v6(0xff00, 0, 8), Class::Multicast),
+    // Before 240.0.0.0/4, which contains it.
     (Net::v4(255, 255, 255, 255, 32), Class::Broadcast),
+    (Net::v4(198, 18, 0, 0, 15), Class::Reserved),
+    (Net::v4(192, 0, 0, 0, 24), Class::Reserved),
+    (Net::v4(240, 0, 0, 0, 4), Class::Reserved),
+    (Net::v6(0xfec0, 0, 10), Class::Reserved),
 ];
 
 /// The special range `ip` (already [canonical]) falls in, if any.
@@ -462,10 +476,24 @@ fn net_rule(t: &str, ip: IpAddr, prefix: Option<&str>, port: Option<u16>) -> Res
     }
     // A mapped IPv6 network is the IPv4 network it maps (see `canonical`),
     // so that the rule matches the canonical addresses that checks compare.
-    let net = match canonical(ip) {
-        IpAddr::V4(v4) if ip.is_ipv6() && prefix >= 96 => Net {
-            addr: IpAddr::V4(v4),
-            prefix: prefix - 96,
+    // A NAT64 network is refused: unwrapped the same way, `64:ff9b::/96`
+    // would become `0.0.0.0/0` and allow every special IPv4 address.
+    let net = match ip {
+        IpAddr::V6(v6) if prefix >= 96 && nat64(v6).is_some() => {
+            return Err(RuleError::new(
+                t,
+                format_args!(
+                    "is in the NAT64 prefix 64:ff9b::/96, whose addresses are checked as the IPv4 \
+                     addresses they reach: write the IPv4 rule"
+                ),
+            ));
+        }
+        IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+            Some(v4) => Net {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            },
+            None => Net { addr: ip, prefix },
         },
         _ => Net { addr: ip, prefix },
     };
@@ -823,6 +851,9 @@ mod tests {
             ("example.com:+443", "not a number"),
             ("example.com:", "no port"),
             ("a.*.example.com:443", "first label"),
+            // Unwrapped like a mapped network, it would be 0.0.0.0/0.
+            ("64:ff9b::/96", "write the IPv4 rule"),
+            ("[64:ff9b::7f00:1]:443", "write the IPv4 rule"),
             ("*example.com:443", "first label"),
             ("example.*:443", "first label"),
             ("10.0.0.1/8", "`10.0.0.0/8`"),
@@ -987,6 +1018,11 @@ mod tests {
             ("224.0.0.1:443", "multicast", "`224.0.0.0/4`"),
             ("[ff02::1]:443", "multicast", "`ff00::/8`"),
             ("255.255.255.255:443", "broadcast", "`255.255.255.255`"),
+            ("198.18.0.1:443", "reserved", "`198.18.0.0/15`"),
+            ("192.0.0.8:443", "reserved", "`192.0.0.0/24`"),
+            ("240.0.0.1:443", "reserved", "`240.0.0.0/4`"),
+            ("[fec0::1]:443", "reserved", "`fec0::/10`"),
+            ("[64:ff9b::7f00:1]:443", "loopback", "`127.0.0.0/8`"),
         ];
         for (a, class, example) in cases {
             let e = denied_addr(&any, a);
@@ -996,7 +1032,7 @@ mod tests {
             assert!(e.contains(example), "{a}: {e}");
             assert!(!e.contains('\n'), "{a}: {e}");
             // `--allow-private` is suggested only where it helps.
-            let private = !matches!(class, "unspecified" | "multicast" | "broadcast");
+            let private = !matches!(class, "unspecified" | "multicast" | "broadcast" | "reserved");
             assert_eq!(e.contains("--allow-private"), private, "{a}: {e}");
         }
         let e = denied_addr(&any, "[::ffff:127.0.0.1]:443");
