@@ -390,3 +390,60 @@ fn the_binary_reports_a_limit_in_one_line() {
     let args = run_args_strict("sockets-importer");
     wsgate(args).assert_one_line_failure("imports `wasi:sockets/");
 }
+
+/// A component whose `run` grows linear memory by 40 MiB twice: in two
+/// core instances of one module, or in two memories of one module.
+fn two_memories(separate_instances: bool) -> std::path::PathBuf {
+    const GROW: &str = "(if (i32.eq (memory.grow {m} (i32.const 640)) (i32.const -1)) (then unreachable))";
+    let grow = |m: &str| GROW.replace("{m}", m);
+    let core = if separate_instances {
+        format!(
+            r#"(core module $m (memory 1) (func (export "grow") {}))
+            (core instance $a (instantiate $m))
+            (core instance $b (instantiate $m))
+            (core module $main
+                (import "a" "grow" (func $ga))
+                (import "b" "grow" (func $gb))
+                (func (export "run") (result i32) (call $ga) (call $gb) (i32.const 0)))
+            (core instance $i (instantiate $main (with "a" (instance $a)) (with "b" (instance $b))))"#,
+            grow("")
+        )
+    } else {
+        format!(
+            r#"(core module $main (memory $x 1) (memory $y 1)
+                (func (export "run") (result i32) {} {} (i32.const 0)))
+            (core instance $i (instantiate $main))"#,
+            grow("$x"),
+            grow("$y")
+        )
+    };
+    let wat = format!(
+        r#"(component
+            {core}
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $inst (export "run" (func $run)))
+            (export "wasi:cli/run@0.2.12" (instance $inst)))"#
+    );
+    let name = if separate_instances {
+        "instances.wasm"
+    } else {
+        "memories.wasm"
+    };
+    let path = tempdir("memory").join(name);
+    std::fs::write(&path, wat::parse_str(wat).expect("valid component text")).unwrap();
+    path
+}
+
+#[test]
+fn the_memory_limit_counts_every_memory_of_the_plugin() {
+    for separate_instances in [true, false] {
+        let plugin = two_memories(separate_instances);
+        let run = |memory: &str| wsgate(["run", plugin.to_str().unwrap(), "--no-cache", "--memory", memory]);
+        // 2 × 40 MiB fit in 128 MiB...
+        let fits = run("128");
+        assert_eq!(fits.code, Some(0), "{fits:?}");
+        // ...not in 64, though each memory alone would.
+        let line = run("64").assert_one_line_failure("ran out of memory");
+        assert!(line.ends_with("in all, its limit is 64 MiB"), "{line}");
+    }
+}
