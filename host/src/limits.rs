@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 /// Default linear memory per plugin instance: 64 MiB.
 pub const DEFAULT_MEMORY: usize = 64 << 20;
-/// Default CPU time per plugin instance: 60 s of running plugin code.
+/// Default CPU time per plugin instance: 60 s.
 pub const DEFAULT_CPU_TIME: Duration = Duration::from_secs(60);
 /// Default wall-clock time per plugin run: one hour.
 pub const DEFAULT_RUN_TIME: Duration = Duration::from_secs(3600);
@@ -47,9 +47,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct Limits {
     /// Bytes of linear memory (all memories of the instance together).
     pub memory: usize,
-    /// Time spent running the plugin's own code (host calls, and waiting
-    /// on the network, are not counted). Measured at [`EPOCH_TICK`]
-    /// granularity.
+    /// CPU time of the plugin's run: its own code and the host's work inside
+    /// its calls, on the CPU clock of the thread running it, so that waiting
+    /// (on the network, or for a core on a busy host) is not counted.
+    /// Enforced at [`EPOCH_TICK`] granularity.
     pub cpu_time: Option<Duration>,
     /// Wall-clock bound on a whole run, instantiation included.
     pub run_time: Option<Duration>,

@@ -117,8 +117,8 @@ struct RunArgs {
     #[arg(long, value_name = "MIB", value_parser = ranged(range::MEMORY), help_heading = "Limits")]
     memory: Option<u64>,
 
-    /// Time the plugin's own code may run, in milliseconds (0: no limit)
-    /// [default: 60000].
+    /// CPU time the plugin may use, its host calls included, in
+    /// milliseconds (0: no limit) [default: 60000].
     #[arg(long, value_name = "MS", value_parser = ranged(range::CPU_TIME), help_heading = "Limits")]
     cpu_time: Option<u64>,
 
@@ -264,7 +264,7 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             .await?;
         if args.verbose {
             eprintln!(
-                "wsgate: start-up {:.1} ms (engine {:.1} ms, compile {:.1} ms, instantiate {:.1} ms); run {:.1} ms (plugin code {:.1} ms); exit {}",
+                "wsgate: start-up {:.1} ms (engine {:.1} ms, compile {:.1} ms, instantiate {:.1} ms); run {:.1} ms (CPU {:.1} ms); exit {}",
                 ms(engine_time + plugin.compile_time() + outcome.instantiate_time()),
                 ms(engine_time),
                 ms(plugin.compile_time()),

@@ -26,10 +26,15 @@ use crate::connect::bindings::{Client, ClientPre};
 use crate::connect::{self, ConnectConfig, ConnectCtx, ConnectCtxView, ConnectView};
 use crate::error::{Error, ErrorKind};
 use crate::limits::{EPOCH_TICK, Limits};
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasData, Linker, ResourceTable};
-use wasmtime::{Cache, CacheConfig, CallHook, Config, Engine, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime::{Cache, CacheConfig, Config, Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
@@ -163,13 +168,16 @@ pub struct PluginState {
     table: ResourceTable,
     connect: ConnectCtx,
     memory: MemoryLimiter,
-    cpu: CpuMeter,
+    cpu: Arc<CpuMeter>,
 }
 
 /// The most table elements a plugin instance may have, all its tables
 /// together: far more than any plugin's function tables need, far less
 /// than would hurt the host.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// The most random bytes one `get-random-bytes` call may ask for.
+const MAX_RANDOM_SIZE: u64 = 1 << 20;
 
 /// The most core instances, memories and tables a plugin may create: a
 /// Rust plugin has a handful of each. The byte and element totals bound
@@ -227,32 +235,84 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Counts the time spent in the plugin's own code: from each entry into
-/// WebAssembly (a call in, a host call returning) to the next exit (a host
-/// call, the call returning). Waiting on the network happens inside host
-/// calls, so it does not count.
+/// Counts the CPU time a plugin's run takes: the time its store's future
+/// spends being polled (the plugin's code, and the host's work inside its
+/// calls: a loop of cheap host calls is spinning too), read from the
+/// polling thread's CPU clock. Waiting (on the network, or for a core on a
+/// busy host) happens between polls or off the CPU, so it does not count.
+///
+/// The future is wrapped in [`Metered`]; the epoch callback reads the
+/// clock from inside a poll, on the same thread.
+#[derive(Debug)]
 struct CpuMeter {
     budget: Option<Duration>,
-    used: Duration,
-    running_since: Option<Instant>,
+    /// CPU time of the polls that ended.
+    used: AtomicU64,
+    /// The thread's CPU clock when the current poll began; `u64::MAX`
+    /// between polls.
+    poll_began: AtomicU64,
 }
 
 impl CpuMeter {
-    fn on_call(&mut self, hook: CallHook) {
-        let now = Instant::now();
-        if hook.entering_host() {
-            if let Some(since) = self.running_since.take() {
-                self.used += now - since;
-            }
-        } else {
-            self.running_since = Some(now);
+    const NOT_POLLING: u64 = u64::MAX;
+
+    fn new(budget: Option<Duration>) -> Self {
+        CpuMeter {
+            budget,
+            used: AtomicU64::new(0),
+            poll_began: AtomicU64::new(Self::NOT_POLLING),
         }
     }
 
-    /// The time used so far, the current stretch included.
+    /// The CPU time used so far, the current poll included.
     fn used(&self) -> Duration {
-        self.used + self.running_since.map_or(Duration::ZERO, |since| since.elapsed())
+        let mut used = self.used.load(Ordering::Relaxed);
+        let began = self.poll_began.load(Ordering::Relaxed);
+        if began != Self::NOT_POLLING {
+            used += thread_cpu_ns().saturating_sub(began);
+        }
+        Duration::from_nanos(used)
     }
+}
+
+/// A future whose polls are charged to a [`CpuMeter`].
+struct Metered<F: Future> {
+    inner: Pin<Box<F>>,
+    meter: Arc<CpuMeter>,
+}
+
+impl<F: Future> Future for Metered<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let began = thread_cpu_ns();
+        self.meter.poll_began.store(began, Ordering::Relaxed);
+        let polled = self.inner.as_mut().poll(cx);
+        let spent = thread_cpu_ns().saturating_sub(began);
+        self.meter.used.fetch_add(spent, Ordering::Relaxed);
+        self.meter.poll_began.store(CpuMeter::NOT_POLLING, Ordering::Relaxed);
+        polled
+    }
+}
+
+/// The calling thread's CPU time, in nanoseconds.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn thread_cpu_ns() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `clock_gettime` writes a `timespec` through a pointer to one
+    // that lives for the call; CLOCK_THREAD_CPUTIME_ID exists on every Unix
+    // wsgate builds for. On failure `now` stays zero.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}
+
+/// Elsewhere, wall-clock time inside polls (which also counts the time the
+/// OS gives the thread to others).
+#[cfg(not(unix))]
+fn thread_cpu_ns() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// The error an epoch callback stops a plugin with when its CPU budget is
@@ -383,6 +443,9 @@ impl Runtime {
         // Arguments and stdio only: no environment, no preopened
         // directory, no sockets.
         wasi.arg(&plugin.name).args(&options.args);
+        // A call for random bytes is done in one go on the host's thread:
+        // bound it (wasmtime's own bound is 64 MiB).
+        wasi.max_random_size(MAX_RANDOM_SIZE);
         let captured = options
             .capture
             .map(|max| (MemoryOutputPipe::new(max), MemoryOutputPipe::new(max)));
@@ -404,18 +467,11 @@ impl Runtime {
                 table_elements: 0,
                 refused: None,
             },
-            cpu: CpuMeter {
-                budget: limits.cpu_time,
-                used: Duration::ZERO,
-                running_since: None,
-            },
+            cpu: Arc::new(CpuMeter::new(limits.cpu_time)),
         };
+        let meter = state.cpu.clone();
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
-        store.call_hook(|mut store, hook| {
-            store.data_mut().cpu.on_call(hook);
-            Ok(())
-        });
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|store| {
             let cpu = &store.data().cpu;
@@ -430,7 +486,10 @@ impl Runtime {
         });
 
         let mut times = (Duration::ZERO, Duration::ZERO);
-        let call = instantiate_and_run(plugin, &mut store, &mut times);
+        let call = Metered {
+            inner: Box::pin(instantiate_and_run(plugin, &mut store, &mut times)),
+            meter,
+        };
         let result = match limits.run_time {
             Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
                 Err(Error::new(

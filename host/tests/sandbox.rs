@@ -142,6 +142,21 @@ fn an_infinite_loop_is_stopped_at_its_cpu_time() {
 }
 
 #[test]
+fn a_loop_of_host_calls_is_stopped_at_its_cpu_time() {
+    // The time inside host calls counts: a plugin cannot spin there. (Were
+    // only the plugin's own code counted, a small part of this loop, the
+    // run-time limit would end it first.)
+    let f = Fixture::new();
+    let limits = Limits {
+        cpu_time: Some(Duration::from_millis(300)),
+        run_time: Some(Duration::from_secs(3)),
+        ..Limits::default()
+    };
+    let err = limit_error(f.hostile_beside_echo(open_config(), limits, &["spin-host"]));
+    assert_eq!(err, "plugin stopped: `hostile.wasm` used its CPU time limit of 300 ms");
+}
+
+#[test]
 fn a_memory_bomb_is_stopped_at_its_memory_limit() {
     let f = Fixture::new();
     let err = limit_error(f.hostile_beside_echo(open_config(), Limits::default(), &["memory"]));

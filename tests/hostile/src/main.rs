@@ -10,6 +10,7 @@
 //! | mode                             | attacks                          | the host is expected to      |
 //! |----------------------------------|----------------------------------|------------------------------|
 //! | `spin`                           | the CPU budget                   | stop it at its budget        |
+//! | `spin-host`                      | the CPU budget, from host calls  | count host calls' time too   |
 //! | `memory`                         | the memory limit                 | refuse growth past 64 MiB    |
 //! | `connect-flood HOST PORT COUNT`  | the connection limits            | refuse with `limited`        |
 //! | `connect HOST PORT`              | the destination policy           | refuse with `denied`         |
@@ -46,7 +47,7 @@ mod bindings {
 use bindings::wsgate::connect::types::{self, ConnectError, ConnectOptions, Connection};
 use wasip2::io::streams::OutputStream;
 
-const USAGE: &str = "usage: hostile spin | memory | connect-flood HOST PORT COUNT | connect HOST PORT \
+const USAGE: &str = "usage: hostile spin | spin-host | memory | connect-flood HOST PORT COUNT | connect HOST PORT \
                      | read-file PATH | env [ARG...] | write-flood HOST PORT | write-unchecked HOST PORT \
                      | commit-at tcp|tls|response HOST PORT";
 
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let code = match args.get(1..).unwrap_or_default() {
         ["spin"] => spin(),
+        ["spin-host"] => spin_host(),
         ["memory"] => Some(memory()),
         ["connect-flood", host, port, count] => {
             let count = count.parse::<u32>().ok().filter(|c| *c <= MAX_FLOOD);
@@ -127,6 +129,21 @@ fn spin() -> ! {
     let mut n: u64 = 0;
     loop {
         n = black_box(black_box(n).wrapping_add(1));
+    }
+}
+
+/// `spin-host`: attacks the CPU budget from inside host calls. An infinite
+/// loop of cheap host calls (the clock, a little randomness), so that most
+/// of the time is spent in the host rather than in the plugin's own code.
+///
+/// The host is expected to count the time of its calls against the budget
+/// and stop the plugin there. Never returns and prints nothing.
+fn spin_host() -> ! {
+    let mut seen: u64 = 0;
+    loop {
+        seen ^= wasip2::clocks::monotonic_clock::now();
+        seen ^= wasip2::random::random::get_random_u64();
+        black_box(seen);
     }
 }
 
