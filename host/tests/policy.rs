@@ -297,3 +297,34 @@ fn a_plugin_may_ask_for_an_earlier_commit_stage_never_a_later_one() {
         );
     }
 }
+
+#[test]
+fn a_trailing_dot_or_capitals_do_not_get_around_a_pin() {
+    let tb = testbed(Behaviour::Ok, Behaviour::Ok, false);
+    let port = tb.port().to_string();
+    // A DNS server that knows nothing: only the pin can answer.
+    let empty = spawn_dns_in_thread(vec![]).unwrap();
+    for host in ["wsgate.test", "wsgate.test.", "WSGATE.Test.", "127.0.0.1."] {
+        let mut args = run_args_strict("hostile");
+        args.extend(
+            [
+                "--allow",
+                "wsgate.test:*",
+                "--allow",
+                "127.0.0.1",
+                "--resolve",
+                &format!("wsgate.test:{port}:127.0.0.1"),
+                "--dns-server",
+                &empty.addr().to_string(),
+                "--",
+                "connect",
+                host,
+                &port,
+            ]
+            .map(String::from),
+        );
+        let run = wsgate(args);
+        assert_eq!(run.lines(), [format!("connected 127.0.0.1:{port}")], "{host}: {run:?}");
+    }
+    assert!(empty.queries().is_empty(), "no name went to DNS: {:?}", empty.queries());
+}
