@@ -47,9 +47,10 @@ struct RunArgs {
     allow: Vec<Rule>,
 
     /// Allow loopback, private, link-local and unique-local addresses (for
-    /// local testing). Names still need an --allow rule.
-    #[arg(long, help_heading = "Policy")]
-    allow_private: bool,
+    /// local testing). Names still need an --allow rule. `=false` turns off
+    /// a config file's `allow-private = true`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help_heading = "Policy")]
+    allow_private: Option<bool>,
 
     /// Answer for HOST:PORT with these addresses instead of DNS (curl's
     /// form; IPv6 with or without brackets). Repeatable.
@@ -110,8 +111,9 @@ struct RunArgs {
     ca_cert: Vec<PathBuf>,
 
     /// Do not trust the system's root certificates (only --ca-cert).
-    #[arg(long, help_heading = "TLS")]
-    no_system_roots: bool,
+    /// `=false` turns off a config file's `no-system-roots = true`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help_heading = "TLS")]
+    no_system_roots: Option<bool>,
 
     /// Linear memory per plugin instance, in MiB [default: 64].
     #[arg(long, value_name = "MIB", value_parser = ranged(range::MEMORY), help_heading = "Limits")]
@@ -173,7 +175,7 @@ impl RunArgs {
     fn settings(&self) -> Settings {
         Settings {
             allow: self.allow.clone(),
-            allow_private: self.allow_private.then_some(true),
+            allow_private: self.allow_private,
             cancel_after: self.cancel_after,
             attempt_delay: self.attempt_delay,
             resolution_delay: self.resolution_delay,
@@ -186,7 +188,7 @@ impl RunArgs {
             dns_server: self.dns_server,
             resolve: self.resolve.clone(),
             ca_cert: self.ca_cert.clone(),
-            no_system_roots: self.no_system_roots.then_some(true),
+            no_system_roots: self.no_system_roots,
             memory: self.memory,
             cpu_time: self.cpu_time,
             run_time: self.run_time,

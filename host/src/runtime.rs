@@ -439,6 +439,7 @@ impl Runtime {
     /// limit an error of kind [`ErrorKind::Limit`].
     pub async fn run(&self, plugin: &Plugin, config: ConnectConfig, options: RunOptions) -> Result<Outcome, Error> {
         let limits = options.limits;
+        limits.validate().map_err(|why| Error::new(ErrorKind::Config, why))?;
         let mut wasi = WasiCtxBuilder::new();
         // Arguments and stdio only: no environment, no preopened
         // directory, no sockets.

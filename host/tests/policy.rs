@@ -220,6 +220,14 @@ fn a_config_file_sets_the_policy_and_flags_add_to_it() {
         &format!("wss://wsgate.test:{port}/"),
     );
     run.assert_one_line_failure("--attempt-delay");
+    // A boolean flag turns the file's setting off as well as on.
+    let run = echo_with(
+        &tb,
+        &["--config", config, "--allow-private=false"],
+        &format!("wss://wsgate.test:{port}/"),
+    );
+    let line = run.assert_one_line_failure("denied by the host's policy");
+    assert!(line.contains("loopback address"), "{line}");
 }
 
 #[test]
