@@ -361,6 +361,32 @@ fn a_writer_to_a_peer_that_never_reads_is_stopped_at_its_run_time() {
 }
 
 #[test]
+fn the_host_buffers_at_most_its_stream_buffer_for_a_peer_that_never_reads() {
+    // Through the binary, whose stderr shows the plugin's progress: how
+    // many MiB the host accepted before the run-time limit.
+    let (_sink, port) = sink();
+    let mut args = run_args("hostile");
+    args.extend(
+        ["--run-time", "2", "--stream-buffer", "64", "--", "write-flood", "127.0.0.1", &port].map(String::from),
+    );
+    let run = wsgate(args);
+    assert!(
+        run.stderr.ends_with("wsgate: plugin stopped: `hostile.wasm` ran past its run-time limit of 2 s\n"),
+        "{run:?}"
+    );
+    let accepted_mib = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("accepted ")?.strip_suffix(" MiB")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    // The kernel's socket buffers (a few MiB on loopback) and the host's
+    // 64 KiB: a host that buffered without bound would have taken
+    // gigabytes in 2 s.
+    assert!(accepted_mib <= 32, "the host took {accepted_mib} MiB: {run:?}");
+}
+
+#[test]
 fn a_write_beyond_what_check_write_permits_traps() {
     let f = Fixture::new();
     let (_sink, port) = sink();
