@@ -396,6 +396,9 @@ impl<D: Dialer> Race<D> {
     /// A commit stage that does not apply is lowered: `tls` on a plain
     /// target is `tcp`, and `response` without a first flight (nothing to
     /// get a response to) is the stage before it.
+    ///
+    /// The race dials every address `lookups` gives: add the operator's
+    /// policy with [`with_policy`](Self::with_policy), as `connect` does.
     pub fn new(
         config: RaceConfig,
         mut target: Target,
