@@ -59,6 +59,7 @@
 //! ```
 
 use crate::error::Error;
+use crate::resolve::{is_dns_name, normalize_host};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
@@ -567,20 +568,10 @@ fn parse_name(t: &str, name: &str) -> Result<String, RuleError> {
     })
 }
 
-/// The name lowercased and without one trailing dot, if it is a valid DNS
-/// name: labels of 1 to 63 letters, digits, `-` and `_` (in service names
-/// such as `_sip._tcp`), at most 253 bytes in all.
+/// The name as connects spell it (see [`normalize_host`]), if it is a
+/// valid DNS name (see [`is_dns_name`]).
 fn normalise(name: &str) -> Option<String> {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    valid.then(|| name.to_ascii_lowercase())
+    is_dns_name(name).then(|| normalize_host(name))
 }
 
 /// Why a destination is denied.

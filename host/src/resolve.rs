@@ -123,18 +123,33 @@ pub fn check_host(host: &str) -> Result<(), String> {
     if host.len() > 253 {
         return Err("host name longer than 253 bytes".into());
     }
-    let labels = host.strip_suffix('.').unwrap_or(host);
-    let valid = labels.split('.').all(|label| {
-        !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
-    if !valid {
+    if !is_dns_name(host) {
         return Err(format!("`{}` is not a host name or IP address", host.escape_debug()));
     }
     Ok(())
+}
+
+/// Whether `name` is a DNS name: labels of 1 to 63 ASCII letters, digits,
+/// `-` and `_` (as in service names such as `_sip._tcp`), at most 253 bytes
+/// in all, not counting one trailing dot.
+pub(crate) fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// `host` in the one spelling a connect uses for the policy, `--resolve`
+/// entries, DNS, the family memory and TLS: lower case, without the one
+/// trailing dot a DNS name may carry (so that `127.0.0.1.` reads as the IP
+/// literal it is).
+pub fn normalize_host(host: &str) -> String {
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
 /// Why a name could not be resolved.

@@ -367,11 +367,22 @@ fn the_host_buffers_at_most_its_stream_buffer_for_a_peer_that_never_reads() {
     let (_sink, port) = sink();
     let mut args = run_args("hostile");
     args.extend(
-        ["--run-time", "2", "--stream-buffer", "64", "--", "write-flood", "127.0.0.1", &port].map(String::from),
+        [
+            "--run-time",
+            "2",
+            "--stream-buffer",
+            "64",
+            "--",
+            "write-flood",
+            "127.0.0.1",
+            &port,
+        ]
+        .map(String::from),
     );
     let run = wsgate(args);
     assert!(
-        run.stderr.ends_with("wsgate: plugin stopped: `hostile.wasm` ran past its run-time limit of 2 s\n"),
+        run.stderr
+            .ends_with("wsgate: plugin stopped: `hostile.wasm` ran past its run-time limit of 2 s\n"),
         "{run:?}"
     );
     let accepted_mib = run

@@ -122,7 +122,7 @@ async fn open(
     // `--resolve` entries, DNS, the family memory, TLS): `Example.COM.`
     // must not miss an operator's pin for `example.com`, nor `127.0.0.1.`
     // be looked up as a name.
-    let host = normalize_host(&host);
+    let host = crate::resolve::normalize_host(&host);
     // Before DNS, on the name and port: a name the operator did not allow
     // is not even looked up.
     config
@@ -180,13 +180,6 @@ async fn open(
         .with_policy(config.inner.policy.clone());
     let committed = race.next(deadline).await?;
     Ok(connection(config, race, committed, slot))
-}
-
-/// A host as the connect uses it: lower case, without the one trailing dot
-/// a DNS name may carry (an IP literal then reads as one).
-fn normalize_host(host: &str) -> String {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    host.to_ascii_lowercase()
 }
 
 /// Wraps a committed stream for the plugin, keeping the race for

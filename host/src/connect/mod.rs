@@ -238,10 +238,7 @@ impl ConnectCtx {
     /// Takes a slot for a new connect, or says which limit refuses it.
     fn admit(&mut self) -> Result<OpenSlot, String> {
         if self.open.load(Ordering::Relaxed) >= self.max_open {
-            return Err(format!(
-                "connections: {} open, the limit is {}",
-                self.max_open, self.max_open
-            ));
+            return Err(format!("connections: the limit is {} open at once", self.max_open));
         }
         if let Some(rate) = &mut self.rate
             && !rate.try_take()
