@@ -3,24 +3,30 @@
 
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
+# Where cargo puts what it builds: CARGO_TARGET_DIR when it is set, else
+# target/. Every step below finds the binaries and plugins here.
+TARGET_DIR  := $(abspath $(or $(CARGO_TARGET_DIR),target))
+export CARGO_TARGET_DIR := $(TARGET_DIR)
 # Plugins build with their own profile (optimised, LTO, stripped): they are
 # shipped as .wasm files and compiled again by wasmtime on load.
-PLUGIN_DIR  := target/$(WASM_TARGET)/plugin
+PLUGIN_DIR  := $(TARGET_DIR)/$(WASM_TARGET)/plugin
+# The plugins of the workspace (the end-to-end tests read this line when
+# they build them themselves, under a plain `cargo test`).
 PLUGINS     := echo-client bench-client autobahn-client throughput-client hostile sockets-importer
 
-export WSGATE_PLUGIN_DIR := $(CURDIR)/$(PLUGIN_DIR)
+export WSGATE_PLUGIN_DIR := $(PLUGIN_DIR)
 
 .PHONY: run test bench plugins build wasm-target clean conformance conformance-full
 
 ## run: build the host, the testbed and the plugins, and run the demo
 run: build plugins
-	@bash examples/demo.sh target/release $(PLUGIN_DIR)
+	@bash examples/demo.sh $(TARGET_DIR)/release $(PLUGIN_DIR)
 
 ## test: unit tests (host, guest SDK, testbed), end-to-end tests, then the
 ## Autobahn conformance run through the wsgate binary the tests built
 test: plugins
 	$(CARGO) test --workspace --exclude $(firstword $(PLUGINS)) $(addprefix --exclude ,$(wordlist 2,99,$(PLUGINS)))
-	$(MAKE) conformance WSGATE=$(CARGO_OUT)/debug/wsgate
+	$(MAKE) conformance WSGATE=$(TARGET_DIR)/debug/wsgate
 
 ## conformance: the Autobahn|Testsuite client cases 1.* to 10.* against the
 ## autobahn-client plugin through wsgate, checked against
@@ -28,28 +34,26 @@ test: plugins
 ## says so loudly and is skipped, or fails when CI=true.
 ## conformance-full: the same with 12.* and 13.* (permessage-deflate).
 ## WSGATE=path/to/wsgate picks the binary (default: a debug build).
-CARGO_OUT   := $(or $(CARGO_TARGET_DIR),target)
 WSGATE      ?=
 conformance conformance-full: plugins
 	@if [ -z "$(WSGATE)" ]; then $(CARGO) build -p wsgate-host --bin wsgate; fi
 	bash tests/autobahn/run.sh $(if $(filter conformance-full,$@),--full) \
-		--wsgate $(or $(WSGATE),$(CARGO_OUT)/debug/wsgate) \
-		--plugin $(CARGO_OUT)/$(WASM_TARGET)/plugin/autobahn-client.wasm
+		--wsgate $(or $(WSGATE),$(TARGET_DIR)/debug/wsgate) \
+		--plugin $(PLUGIN_DIR)/autobahn-client.wasm \
+		--out $(TARGET_DIR)/autobahn/$(if $(filter conformance-full,$@),full,1-10)
 
 ## bench: wsgate against tokio-tungstenite and hyper-util on the testbed's
 ## per-family failures, then a plugin's echo throughput against native
 ## tokio-tungstenite (BENCHMARKS.md). Extra flags: make bench BENCH_ARGS='--runs 50'
-# Binaries are where cargo puts them: CARGO_TARGET_DIR when it is set.
-BENCH_TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BENCH_ARGS  ?=
 bench: build plugins
 	$(CARGO) run --release -p wsgate-bench -- \
-		--wsgate $(BENCH_TARGET_DIR)/release/wsgate \
-		--plugin $(BENCH_TARGET_DIR)/$(WASM_TARGET)/plugin/bench-client.wasm \
-		--json $(BENCH_TARGET_DIR)/bench.json $(BENCH_ARGS)
+		--wsgate $(TARGET_DIR)/release/wsgate \
+		--plugin $(PLUGIN_DIR)/bench-client.wasm \
+		--json $(TARGET_DIR)/bench.json $(BENCH_ARGS)
 	$(CARGO) run --release -p wsgate-bench --bin wsgate-throughput -- \
-		--wsgate $(BENCH_TARGET_DIR)/release/wsgate \
-		--plugin $(BENCH_TARGET_DIR)/$(WASM_TARGET)/plugin/throughput-client.wasm
+		--wsgate $(TARGET_DIR)/release/wsgate \
+		--plugin $(PLUGIN_DIR)/throughput-client.wasm
 
 ## plugins: the example plugins, as wasm32-wasip2 components
 plugins: wasm-target
