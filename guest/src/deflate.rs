@@ -22,6 +22,10 @@ const NAME: &str = "permessage-deflate";
 /// back before decompressing it.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
+/// RSV1, the bit that marks a compressed message: set on the first frame
+/// of a data message, and only there (RFC 7692 §6).
+pub(crate) const RSV1: u8 = 0b100;
+
 /// The windows DEFLATE can use, as powers of two (RFC 7692 §7.1.2).
 const WINDOW_BITS: std::ops::RangeInclusive<u8> = 8..=15;
 

@@ -42,6 +42,9 @@ pub mod frame;
 pub mod handshake;
 mod message;
 mod rand;
+mod session;
+#[cfg(test)]
+mod testing;
 mod transport;
 pub mod url;
 mod websocket;
