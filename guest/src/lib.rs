@@ -6,14 +6,49 @@
 //! [`std::io::Write`], independent of the host bindings, so that it runs
 //! (and is tested) natively over a `TcpStream` as well.
 //!
-//! The pieces, each its own module:
+//! # Why its own codec
+//!
+//! The SDK is laid out as tungstenite is, a sans-I/O protocol core under a
+//! blocking `WebSocket`, but it is not tungstenite, whose client writes its
+//! upgrade request on the stream and reads the answer in one handshake
+//! step. A plugin's connection differs from a socket:
+//!
+//! - The host writes the upgrade request as the connect's *first flight*,
+//!   on whichever connection of its address race it commits to, so the
+//!   request is built apart from the session ([`Request`]) and handed to
+//!   the host before there is a stream to write it to.
+//! - When an upgrade fails for a reason of the network path (a 502, a
+//!   connection closed before the answer), the host's `fallback()` hands
+//!   over a new connection in the middle of the handshake, whose response
+//!   is then read with the same request ([`read_response`]).
+//! - permessage-deflate (RFC 7692) runs in bounded memory: the inflater's
+//!   output stops at the message limit (a compression bomb fails with
+//!   1009), and a window the pure-Rust compressor cannot honour sends the
+//!   message uncompressed rather than failing the connection.
+//! - Memory follows the data, not the headers: a header announcing a large
+//!   frame reserves at most 64 KiB until the bytes arrive, and a message in
+//!   many fragments grows as they come, never past its limit: a peer cannot
+//!   make a component allocate its limits by announcing them.
+//! - I/O is wasm32-wasip2's: blocking reads and writes on `wasi:io`
+//!   streams, a read timeout made of a pollable and a timer, and writes
+//!   kept until a flush hands them to the host together.
+//!
+//! # The pieces
 //!
 //! - [`url`]: `ws://` and `wss://` URLs.
 //! - [`handshake`]: the upgrade request and the checks of the response.
 //! - [`frame`]: frame headers, masking and the incremental frame decoder.
-//! - [`WebSocket`]: the session (messages, control frames, closing), over
-//!   any [`Transport`]: a byte stream whose reads can time out.
+//! - `session` (internal): the sans-I/O protocol core. It takes received
+//!   bytes and returns messages (reassembled, decompressed, UTF-8 checked,
+//!   within the limits), answers control frames, runs the close handshake,
+//!   and encodes what is sent into an output buffer; it does no I/O.
+//! - [`WebSocket`]: the blocking session over any [`Transport`] (a byte
+//!   stream whose reads can time out): it reads into the core, writes its
+//!   output with one write and one flush per call, and bounds the close
+//!   handshake's waits.
 //! - [`DeflateConfig`]: permessage-deflate (RFC 7692), when asked for.
+//! - `HostStream` and `connect` (wasm32 only): the stream through the
+//!   wsgate host, and the connect that opens a session on it.
 //!
 //! ```no_run
 //! use std::net::TcpStream;

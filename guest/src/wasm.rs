@@ -32,7 +32,8 @@ mod bindings {
 
 pub use bindings::wsgate::connect::types::RaceEvent;
 use bindings::wsgate::connect::types::{self, ConnectError, ConnectOptions, Connection, TlsOptions};
-use wasip2::io::streams::{InputStream, OutputStream};
+use wasip2::io::poll::Pollable;
+use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
 /// How many times one connect may fall back to another path before the
 /// SDK gives up: the host's list of addresses is short, this only bounds a
@@ -41,6 +42,11 @@ const MAX_FALLBACKS: usize = 16;
 
 /// A byte stream to the peer through the host: the connection and its two
 /// `wasi:io` streams.
+///
+/// Writes are buffered: [`write`](Write::write) keeps small writes (up to
+/// 64 KiB in all) and [`flush`](Write::flush) hands them to the host, so
+/// that bytes written in pieces cost host calls by the host's buffer, not
+/// by the piece. A [`WebSocket`] flushes at the end of each call.
 pub struct HostStream {
     // Field order matters: the streams are children of the connection and
     // must be dropped before it, which Rust does in declaration order.
@@ -56,7 +62,10 @@ impl HostStream {
         let output = connection.output().map_err(|e| Error::connect(describe(&e)))?;
         Ok(HostStream {
             input,
-            output: Output(output),
+            output: Output {
+                stream: output,
+                pending: Vec::new(),
+            },
             connection,
             read_timeout: None,
         })
@@ -101,17 +110,23 @@ impl Read for HostStream {
 }
 
 impl Write for HostStream {
+    /// Takes all of `buf`: kept until [`flush`](Write::flush) while the
+    /// bytes kept stay under 64 KiB, handed to the host at once (waiting
+    /// for room in its buffer) otherwise.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Write::write(&mut self.output.0, buf)
+        self.output.write(buf)?;
+        Ok(buf.len())
     }
 
-    /// Returns at once: the host writes what it was handed, in order,
-    /// without being asked to flush. Waiting here would hold every message
-    /// until the previous one reached the socket, and a host flush also
-    /// blocks further writes until it completes. [`HostStream`]'s drop
-    /// waits until everything was written.
+    /// Hands every byte written to the host, waiting while its buffer is
+    /// full, and no longer: the host writes what it was handed, in order,
+    /// without being asked to flush. Waiting for the socket as well would
+    /// hold every message until the previous one reached it, and a host
+    /// flush also blocks further writes until it completes;
+    /// [`flush_all`](HostStream::flush_all) does that. [`HostStream`]'s
+    /// drop waits until everything was written.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.output.push(None)
     }
 }
 
@@ -133,30 +148,93 @@ impl Transport for HostStream {
 }
 
 impl HostStream {
-    /// Waits until the host has written every byte handed to it.
+    /// Waits until the host has written every byte written to the stream.
     pub fn flush_all(&mut self) -> io::Result<()> {
+        self.output.push(None)?;
         self.output
-            .0
+            .stream
             .blocking_flush()
             .map_err(|e| io::Error::other(format!("{e:?}")))
     }
 }
 
-/// The output stream, drained before it is dropped: the host's write
-/// queue goes with the stream, and the last frames (a Close, say) must not
-/// be lost. The wait is bounded: a peer that stopped reading must not hold
-/// the plugin forever. A failed connection has nothing to drain.
-struct Output(OutputStream);
+/// The bytes [`HostStream::write`] keeps before it hands them to the host.
+const WRITE_BUFFER: usize = 64 << 10;
 
-/// How long dropping a stream waits for the host to write what it holds.
+/// The output stream and the bytes written but not handed to the host yet;
+/// drained before it is dropped: the host's write queue goes with the
+/// stream, and the last frames (a Close, say) must not be lost. The wait is
+/// bounded: a peer that stopped reading must not hold the plugin forever.
+/// A failed connection has nothing to drain.
+struct Output {
+    stream: OutputStream,
+    pending: Vec<u8>,
+}
+
+impl Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.pending.len() + buf.len() > WRITE_BUFFER {
+            self.push(None)?;
+        }
+        if buf.len() >= WRITE_BUFFER {
+            // Too large to keep: straight to the host, not copied first.
+            return hand_over(&self.stream, buf, None);
+        }
+        self.pending.extend_from_slice(buf);
+        Ok(())
+    }
+
+    /// Hands the bytes kept to the host (see [`hand_over`]). They are gone
+    /// either way: after an error the stream cannot carry frames.
+    fn push(&mut self, timer: Option<&Pollable>) -> io::Result<()> {
+        let result = hand_over(&self.stream, &self.pending, timer);
+        self.pending.clear();
+        result
+    }
+}
+
+/// Hands `bytes` to the host, as many at a time as it permits, waiting for
+/// room when it permits none; with `timer`, fails with `TimedOut` once that
+/// is ready.
+fn hand_over(stream: &OutputStream, mut bytes: &[u8], timer: Option<&Pollable>) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let permitted = stream.check_write().map_err(stream_error)?;
+        if permitted == 0 {
+            let room = stream.subscribe();
+            match timer {
+                None => room.block(),
+                Some(timer) => {
+                    if !wasip2::io::poll::poll(&[&room, timer]).contains(&0) {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "the host took no more bytes"));
+                    }
+                }
+            }
+            continue;
+        }
+        let n = bytes.len().min(usize::try_from(permitted).unwrap_or(usize::MAX));
+        stream.write(&bytes[..n]).map_err(stream_error)?;
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}
+
+fn stream_error(e: StreamError) -> io::Error {
+    match e {
+        StreamError::Closed => io::Error::new(io::ErrorKind::WriteZero, "the connection's output is closed"),
+        StreamError::LastOperationFailed(e) => io::Error::other(e.to_debug_string()),
+    }
+}
+
+/// How long dropping a stream waits for the host to take and write what it
+/// holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Drop for Output {
     fn drop(&mut self) {
-        if self.0.flush().is_ok() {
-            let drained = self.0.subscribe();
-            let nanos = u64::try_from(DRAIN_TIMEOUT.as_nanos()).unwrap_or(u64::MAX);
-            let timer = wasip2::clocks::monotonic_clock::subscribe_duration(nanos);
+        let nanos = u64::try_from(DRAIN_TIMEOUT.as_nanos()).unwrap_or(u64::MAX);
+        let timer = wasip2::clocks::monotonic_clock::subscribe_duration(nanos);
+        if self.push(Some(&timer)).is_ok() && self.stream.flush().is_ok() {
+            let drained = self.stream.subscribe();
             wasip2::io::poll::poll(&[&drained, &timer]);
         }
     }
