@@ -3,9 +3,10 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 pub use wsgate_testbed::{Behaviour, Config, TestbedHandle, spawn_in_thread};
 
@@ -39,19 +40,102 @@ impl Run {
     }
 }
 
-/// The directory holding the plugins built for wasm32-wasip2 (`make
-/// plugins`), or `WSGATE_PLUGIN_DIR`.
+/// `NAME.wasm`, built for wasm32-wasip2: from `WSGATE_PLUGIN_DIR` (which
+/// `make test` sets), else built here, once per test binary, by
+/// [`plugin_dir`]. When it is not there, the test process says so in one
+/// line and exits.
 pub fn plugin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("WSGATE_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/plugin"));
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: build the plugins first (`make plugins`, or `make test` which does it)",
-        path.display()
-    );
+    let path = plugin_dir().join(format!("{name}.wasm"));
+    if !path.is_file() {
+        unavailable(&format!("{} is missing", path.display()));
+    }
     path
+}
+
+/// The workspace's root.
+pub fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// `WSGATE_PLUGIN_DIR`, or, under a plain `cargo test`, the plugins built
+/// with `cargo build --profile plugin --target wasm32-wasip2` into the
+/// target directory these tests were built in, as `make plugins` does.
+pub fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| match std::env::var_os("WSGATE_PLUGIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => build_plugins().unwrap_or_else(|why| unavailable(&why)),
+    })
+}
+
+/// Builds the Makefile's `PLUGINS` and returns where they are.
+fn build_plugins() -> Result<PathBuf, String> {
+    // CARGO_TARGET_TMPDIR is `tmp` in the target directory cargo uses
+    // (CARGO_TARGET_DIR, the config's, or the workspace's `target/`).
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is in the target directory");
+    let makefile = std::fs::read_to_string(root().join("Makefile")).map_err(|e| format!("Makefile: {e}"))?;
+    let plugins = makefile_plugins(&makefile).ok_or("the Makefile has no `PLUGINS :=` line")?;
+    // Without the target's standard library the build would fail, but only
+    // after building the plugins' build-time dependencies.
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .map_err(|e| format!("cannot start rustc: {e}"))?;
+    if !Path::new(String::from_utf8_lossy(&libdir.stdout).trim()).is_dir() {
+        return Err(not_installed());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root())
+        .args(["build", "--profile", "plugin", "--target", WASM_TARGET, "--target-dir"])
+        .arg(target_dir)
+        .args(plugins.iter().flat_map(|p| ["-p", p]))
+        .stdin(Stdio::null());
+    let out = command.output().map_err(|e| format!("cannot start cargo: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(if stderr.contains("target may not be installed") {
+            not_installed()
+        } else {
+            let error = stderr
+                .lines()
+                .find(|l| l.starts_with("error"))
+                .unwrap_or("no error line");
+            format!("`cargo build --profile plugin --target {WASM_TARGET}` failed: {error}")
+        });
+    }
+    Ok(target_dir.join(WASM_TARGET).join("plugin"))
+}
+
+fn not_installed() -> String {
+    format!("the {WASM_TARGET} target is not installed: `rustup target add {WASM_TARGET}`")
+}
+
+/// The plugins' target.
+pub const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// The names on the Makefile's `PLUGINS := ...` line.
+pub fn makefile_plugins(makefile: &str) -> Option<Vec<&str>> {
+    let names = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix("PLUGINS")?.trim_start().strip_prefix(":="))?;
+    Some(names.split_whitespace().collect())
+}
+
+/// Says in one line on standard error why the end-to-end tests cannot run
+/// and exits the test process: a panic in each test would say it once per
+/// test, with a backtrace hint.
+fn unavailable(why: &str) -> ! {
+    // Straight to the file descriptor: the test harness captures eprintln!.
+    let _ = writeln!(
+        std::io::stderr(),
+        "wsgate tests: the plugins are not built and cannot be built here ({why}): run `make test`"
+    );
+    std::process::exit(2)
 }
 
 /// A cache directory shared by the tests, so that each plugin is compiled
@@ -87,7 +171,19 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsgate"))
+    wsgate_with(args, |_| {})
+}
+
+/// [`wsgate`], with the command set up further by `configure` (its working
+/// directory, its environment).
+pub fn wsgate_with<I, S>(args: I, configure: impl FnOnce(&mut Command)) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wsgate"));
+    configure(&mut command);
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
