@@ -48,6 +48,10 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// The message already says what the cause says (its first line, in
+    /// words an operator reads): the cause is kept for callers that walk
+    /// [`source`](std::error::Error::source), and not printed again.
+    source_in_message: bool,
 }
 
 impl Error {
@@ -57,12 +61,23 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            source_in_message: false,
         }
     }
 
-    /// Attaches the underlying cause.
+    /// Attaches the underlying cause; [`Display`](fmt::Display) adds it to
+    /// the message.
     pub fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         self.source = Some(source.into());
+        self
+    }
+
+    /// Attaches the underlying cause, which the message already states in
+    /// its own words: it is kept for [`source`](std::error::Error::source)
+    /// and not printed.
+    pub(crate) fn with_stated_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        self.source = Some(source.into());
+        self.source_in_message = true;
         self
     }
 
@@ -79,6 +94,9 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind.as_str(), self.message)?;
+        if self.source_in_message {
+            return Ok(());
+        }
         // Causes go on the same line: an operator reads one line per error.
         let mut source = self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static));
         while let Some(s) = source {
@@ -99,7 +117,7 @@ impl fmt::Debug for Error {
             .field("kind", &self.kind)
             .field("message", &self.message)
             .field("source", &self.source)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -119,5 +137,14 @@ mod tests {
         let err = Error::new(ErrorKind::Load, "reading `x.wasm`").with_source(io);
         assert_eq!(err.to_string(), "cannot load plugin: reading `x.wasm`: No such file");
         assert_eq!(err.kind(), ErrorKind::Load);
+    }
+
+    #[test]
+    fn a_stated_cause_is_kept_but_not_repeated() {
+        let io = std::io::Error::other("disk on fire");
+        let err = Error::new(ErrorKind::Io, "cannot write: the disk burns").with_stated_source(io);
+        assert_eq!(err.to_string(), "i/o error: cannot write: the disk burns");
+        let cause = std::error::Error::source(&err).expect("the cause is kept");
+        assert_eq!(cause.to_string(), "disk on fire");
     }
 }

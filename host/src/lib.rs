@@ -9,29 +9,40 @@
 //! plugin's *first flight* (the WebSocket upgrade request) once on the
 //! committed connection, and hands the plugin a pair of `wasi:io` streams.
 //!
-//! The crate is organised one module per concept:
+//! The crate is organised one module per concept, each private to the
+//! crate; what an embedder needs is re-exported here:
 //!
-//! - [`policy`]: the operator's egress policy: the allow rules checked on
-//!   the name before DNS and on every address after it.
-//! - [`resolve`]: names to addresses (hickory-resolver, IP literals,
-//!   `--resolve` overrides).
-//! - [`race`]: from a list of addresses to one committed connection.
-//! - [`tls`]: the rustls client configuration (system roots plus extra CAs).
-//! - [`report`]: the race log, one JSON line per event.
-//! - [`connect`]: the `wsgate:connect` capability: a `Ctx` + `View` +
-//!   `HasData` triple, as `wasmtime-wasi` does it for its own interfaces.
-//! - [`runtime`]: the wasmtime engine that loads and runs plugins, each in
-//!   its own sandbox.
-//! - [`limits`]: what one plugin instance may use (memory, CPU time, run
-//!   time, connections).
-//! - [`config`]: the operator's settings, from a TOML file and flags.
+//! - `runtime`: the wasmtime engine that loads and runs plugins, each in
+//!   its own sandbox ([`Runtime`], [`Plugin`], [`RunOptions`], [`Outcome`]).
+//! - `limits`: what one plugin instance may use ([`Limits`]), and how the
+//!   host holds it to that (memory, CPU time, connect rate).
+//! - [`settings`]: the operator's settings, from defaults, a TOML file and
+//!   flags ([`Settings`]); [`range`]: the bounded numbers they are made of.
+//! - `connect`: the `wsgate:connect` capability ([`ConnectConfig`]), a
+//!   `Ctx` + `View` + `HasData` triple as `wasmtime-wasi` does it.
+//! - `policy`: the operator's egress allow rules ([`Rule`], [`Policy`]),
+//!   checked on the name before DNS and on every address after it.
+//! - `resolve`: names to addresses (hickory-resolver, IP literals,
+//!   `--resolve` overrides, [`Override`]).
+//! - `race`: from a list of addresses to one committed connection (Happy
+//!   Eyeballs); it takes an address check rather than the policy itself.
+//! - `tls`: the rustls client configuration (system roots plus extra CAs).
+//! - `report`: the race log, one JSON line per event ([`LogSink`]).
+//! - `host_name`: the one spelling of a host ([`HostName`]) that all of
+//!   the above use.
+//! - `error`: the one error type, with a [kind](ErrorKind).
+//!
+//! The modules depend on each other in one direction only: `host_name`,
+//! `range` and `error` depend on nothing; `policy`, `resolve`, `tls` and
+//! `report` on those; `race` on `resolve` and `report`; `connect` on all of
+//! them; `settings` and `runtime` on top.
 //!
 //! # Example
 //!
 //! Running a plugin from a program, as the `wsgate` binary does:
 //!
 //! ```no_run
-//! use wsgate_host::{ConnectConfig, runtime::{Runtime, RunOptions}};
+//! use wsgate_host::{ConnectConfig, RunOptions, Runtime};
 //!
 //! # async fn example() -> anyhow::Result<()> {
 //! let runtime = Runtime::new()?;
@@ -49,16 +60,26 @@
 
 #![warn(missing_docs)]
 
-pub mod config;
-pub mod connect;
-pub mod error;
-pub mod limits;
-pub mod policy;
-pub mod race;
-pub mod report;
-pub mod resolve;
-pub mod runtime;
-pub mod tls;
+mod connect;
+mod error;
+mod host_name;
+mod limits;
+mod policy;
+mod race;
+pub mod range;
+mod report;
+mod resolve;
+mod runtime;
+pub mod settings;
+mod tls;
 
 pub use connect::{ConnectConfig, ConnectConfigBuilder};
 pub use error::{Error, ErrorKind};
+pub use host_name::{HostName, HostNameError};
+pub use limits::Limits;
+pub use policy::{Denied, Policy, Rule, RuleError};
+pub use race::CommitStage;
+pub use report::LogSink;
+pub use resolve::{Override, ParseOverrideError};
+pub use runtime::{Outcome, Plugin, RunOptions, Runtime};
+pub use settings::Settings;

@@ -13,14 +13,51 @@
 //! A after the Resolution Delay (RFC 8305 §3).
 
 use crate::error::Error;
-use crate::race::Lookups;
+use crate::host_name::HostName;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use tokio::sync::OnceCell;
+
+/// A lookup of one address family, as the race awaits it.
+pub type Lookup<T> = Pin<Box<dyn Future<Output = Result<Vec<T>, String>> + Send>>;
+
+/// The two lookups of a name: AAAA and A, each answering on its own time.
+pub struct Lookups {
+    /// The AAAA lookup.
+    pub v6: Lookup<Ipv6Addr>,
+    /// The A lookup.
+    pub v4: Lookup<Ipv4Addr>,
+}
+
+impl Lookups {
+    /// Lookups already answered with `ips` (IP literals, overrides).
+    pub fn ready(ips: &[IpAddr]) -> Self {
+        let v6: Vec<Ipv6Addr> = ips
+            .iter()
+            .filter_map(|ip| if let IpAddr::V6(a) = ip { Some(*a) } else { None })
+            .collect();
+        let v4: Vec<Ipv4Addr> = ips
+            .iter()
+            .filter_map(|ip| if let IpAddr::V4(a) = ip { Some(*a) } else { None })
+            .collect();
+        Lookups {
+            v6: Box::pin(async move { Ok(v6) }),
+            v4: Box::pin(async move { Ok(v4) }),
+        }
+    }
+}
+
+impl fmt::Debug for Lookups {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Lookups")
+    }
+}
 
 /// Where the addresses of a connect came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,8 +86,9 @@ impl fmt::Display for Source {
 /// IPv6 addresses may be written with or without brackets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Override {
-    /// The host name, lowercased.
-    pub host: String,
+    /// The host name, in the one spelling connects use (so that
+    /// `example.com.:443:ADDR` answers for `example.com`).
+    pub host: HostName,
     /// The port the entry applies to.
     pub port: u16,
     /// The addresses, in the order given.
@@ -84,13 +122,12 @@ impl std::str::FromStr for Override {
         let (Some(host), Some(port), Some(addrs)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad("missing field"));
         };
-        if host.is_empty() {
-            return Err(bad("empty host"));
-        }
-        if host.parse::<IpAddr>().is_ok() {
+        let host: HostName = host
+            .parse()
+            .map_err(|e: crate::host_name::HostNameError| bad(&e.to_string()))?;
+        if !host.is_name() {
             return Err(bad("the host must be a name"));
         }
-        check_host(host).map_err(|why| bad(&why))?;
         let port: u16 = match port.parse() {
             Ok(p) if p != 0 => p,
             _ => return Err(bad(&format!("bad port `{port}`"))),
@@ -102,54 +139,8 @@ impl std::str::FromStr for Override {
                 inner.parse::<IpAddr>().map_err(|_| bad(&format!("bad address `{a}`")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Override {
-            host: host.to_ascii_lowercase(),
-            port,
-            addrs,
-        })
+        Ok(Override { host, port, addrs })
     }
-}
-
-/// Checks that `host` is something a connect can use: an IP literal, or a
-/// name of ASCII letters, digits, `-`, `_` and dots, at most 253 bytes,
-/// without empty labels (a single trailing dot is allowed).
-pub fn check_host(host: &str) -> Result<(), String> {
-    if host.is_empty() {
-        return Err("empty host".into());
-    }
-    if host.parse::<IpAddr>().is_ok() {
-        return Ok(());
-    }
-    if host.len() > 253 {
-        return Err("host name longer than 253 bytes".into());
-    }
-    if !is_dns_name(host) {
-        return Err(format!("`{}` is not a host name or IP address", host.escape_debug()));
-    }
-    Ok(())
-}
-
-/// Whether `name` is a DNS name: labels of 1 to 63 ASCII letters, digits,
-/// `-` and `_` (as in service names such as `_sip._tcp`), at most 253 bytes
-/// in all, not counting one trailing dot.
-pub(crate) fn is_dns_name(name: &str) -> bool {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
-/// `host` in the one spelling a connect uses for the policy, `--resolve`
-/// entries, DNS, the family memory and TLS: lower case, without the one
-/// trailing dot a DNS name may carry (so that `127.0.0.1.` reads as the IP
-/// literal it is).
-pub fn normalize_host(host: &str) -> String {
-    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
 /// Why a name could not be resolved.
@@ -166,8 +157,8 @@ impl std::error::Error for ResolveError {}
 
 /// Resolves host names for connects. Cheap to share behind an `Arc`.
 pub struct Resolver {
-    overrides: HashMap<(String, u16), Vec<IpAddr>>,
-    dns_server: Option<SocketAddr>,
+    overrides: HashMap<(HostName, u16), Vec<IpAddr>>,
+    dns_servers: Vec<SocketAddr>,
     // Built on first use: runs that only use literals or overrides never
     // read the system's DNS configuration.
     dns: OnceCell<TokioResolver>,
@@ -177,21 +168,21 @@ impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resolver")
             .field("overrides", &self.overrides)
-            .field("dns_server", &self.dns_server)
+            .field("dns_servers", &self.dns_servers)
             .finish_non_exhaustive()
     }
 }
 
 impl Resolver {
     /// A resolver using the system's DNS configuration (or only
-    /// `dns_server`, when given), with `overrides` taking precedence. A
-    /// later override for the same host and port replaces an earlier one,
-    /// as in curl.
-    pub fn new(overrides: impl IntoIterator<Item = Override>, dns_server: Option<SocketAddr>) -> Self {
+    /// `dns_servers`, when there are any), with `overrides` taking
+    /// precedence. A later override for the same host and port replaces an
+    /// earlier one, as in curl.
+    pub fn new(overrides: impl IntoIterator<Item = Override>, dns_servers: Vec<SocketAddr>) -> Self {
         let overrides = overrides.into_iter().map(|o| ((o.host, o.port), o.addrs)).collect();
         Resolver {
             overrides,
-            dns_server,
+            dns_servers,
             dns: OnceCell::new(),
         }
     }
@@ -201,14 +192,14 @@ impl Resolver {
     ///
     /// IP literals and overrides answer at once; DNS names are asked of
     /// hickory-resolver, both families in parallel.
-    pub async fn lookups(&self, host: &str, port: u16) -> Result<(Lookups, Source), ResolveError> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
+    pub async fn lookups(&self, host: &HostName, port: u16) -> Result<(Lookups, Source), ResolveError> {
+        if let Some(ip) = host.ip() {
             return Ok((Lookups::ready(&[ip]), Source::Literal));
         }
-        let name = host.to_ascii_lowercase();
-        if let Some(addrs) = self.overrides.get(&(name.clone(), port)) {
+        if let Some(addrs) = self.overrides.get(&(host.clone(), port)) {
             return Ok((Lookups::ready(addrs), Source::Override));
         }
+        let name = host.as_str().to_owned();
         let dns = self.dns.get_or_try_init(|| async { self.build_dns() }).await?.clone();
         let v6 = {
             let (dns, name) = (dns.clone(), name.clone());
@@ -239,21 +230,27 @@ impl Resolver {
     }
 
     fn build_dns(&self) -> Result<TokioResolver, ResolveError> {
-        let built = match self.dns_server {
-            None => TokioResolver::builder_tokio().and_then(|b| b.build()),
-            Some(server) => {
-                let mut ns = NameServerConfig::udp_and_tcp(server.ip());
-                for connection in &mut ns.connections {
-                    connection.port = server.port();
-                }
-                let mut builder = TokioResolver::builder_with_config(
-                    ResolverConfig::from_name_servers(vec![ns]),
-                    TokioRuntimeProvider::default(),
-                );
-                // The operator named the server: it alone answers.
-                builder.options_mut().use_hosts_file = ResolveHosts::Never;
-                builder.build()
-            }
+        let built = if self.dns_servers.is_empty() {
+            TokioResolver::builder_tokio().and_then(|b| b.build())
+        } else {
+            let servers = self
+                .dns_servers
+                .iter()
+                .map(|server| {
+                    let mut ns = NameServerConfig::udp_and_tcp(server.ip());
+                    for connection in &mut ns.connections {
+                        connection.port = server.port();
+                    }
+                    ns
+                })
+                .collect();
+            let mut builder = TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(servers),
+                TokioRuntimeProvider::default(),
+            );
+            // The operator named the servers: they alone answer.
+            builder.options_mut().use_hosts_file = ResolveHosts::Never;
+            builder.build()
         };
         built.map_err(|e| ResolveError(format!("cannot set up DNS resolution: {e}")))
     }
@@ -276,7 +273,7 @@ mod tests {
     #[test]
     fn parses_curl_form() {
         let o: Override = "Wsgate.Test:8443:[::1],127.0.0.1".parse().unwrap();
-        assert_eq!(o.host, "wsgate.test");
+        assert_eq!(o.host.as_str(), "wsgate.test");
         assert_eq!(o.port, 8443);
         assert_eq!(
             o.addrs,
@@ -307,44 +304,22 @@ mod tests {
     }
 
     #[test]
-    fn host_checks() {
-        for good in [
-            "wsgate.test",
-            "wsgate.test.",
-            "a-b_c.d9",
-            "::1",
-            "127.0.0.1",
-            "localhost",
-        ] {
-            assert_eq!(check_host(good), Ok(()), "{good}");
-        }
-        let long = format!("{}.test", "a".repeat(250));
-        let label = format!("{}.test", "a".repeat(64));
-        for bad in [
-            "",
-            "bad host",
-            "a..b",
-            ".a",
-            "ö.test",
-            "a/b",
-            "[::1]",
-            long.as_str(),
-            label.as_str(),
-        ] {
-            assert!(check_host(bad).is_err(), "{bad}");
-        }
+    fn a_trailing_dot_names_the_same_host() {
+        let dotted: Override = "Example.COM.:443:127.0.0.1".parse().unwrap();
+        let plain: Override = "example.com:443:127.0.0.1".parse().unwrap();
+        assert_eq!(dotted, plain);
     }
 
     #[tokio::test]
     async fn literals_and_overrides_skip_dns() {
-        let r = Resolver::new(["a.test:443:[::1],127.0.0.1".parse().unwrap()], None);
-        let (lookups, source) = r.lookups("::1", 1).await.unwrap();
+        let r = Resolver::new(["a.test:443:[::1],127.0.0.1".parse().unwrap()], Vec::new());
+        let (lookups, source) = r.lookups(&"::1".parse().unwrap(), 1).await.unwrap();
         assert_eq!(source, Source::Literal);
         assert_eq!(
             (lookups.v6.await.unwrap().len(), lookups.v4.await.unwrap().len()),
             (1, 0)
         );
-        let (lookups, source) = r.lookups("A.TEST", 443).await.unwrap();
+        let (lookups, source) = r.lookups(&"A.TEST".parse().unwrap(), 443).await.unwrap();
         assert_eq!(source, Source::Override);
         assert_eq!(
             (lookups.v6.await.unwrap().len(), lookups.v4.await.unwrap().len()),

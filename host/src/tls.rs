@@ -6,6 +6,7 @@
 //! for other protocols.
 
 use crate::error::Error;
+use crate::host_name::HostName;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use rustls::{ClientConfig, RootCertStore};
 use std::path::{Path, PathBuf};
@@ -76,8 +77,8 @@ impl TlsClient {
 
     /// The server name to send and verify for `host`: a DNS name, or an IP
     /// literal (verified against the certificate's IP addresses).
-    pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-        ServerName::try_from(host.to_owned()).map_err(|_| format!("`{host}` is not a valid TLS server name"))
+    pub fn server_name(host: &HostName) -> Result<ServerName<'static>, String> {
+        ServerName::try_from(host.as_str().to_owned()).map_err(|_| format!("`{host}` is not a valid TLS server name"))
     }
 }
 
@@ -139,8 +140,10 @@ mod tests {
 
     #[test]
     fn server_names() {
-        assert!(TlsClient::server_name("wsgate.test").is_ok());
-        assert!(TlsClient::server_name("::1").is_ok());
-        assert!(TlsClient::server_name("bad name").is_err());
+        let name = |text: &str| text.parse::<HostName>().unwrap();
+        assert!(TlsClient::server_name(&name("wsgate.test")).is_ok());
+        assert!(TlsClient::server_name(&name("::1")).is_ok());
+        // What is no host name never gets this far.
+        assert!("bad name".parse::<HostName>().is_err());
     }
 }

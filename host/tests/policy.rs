@@ -199,12 +199,14 @@ fn a_config_file_sets_the_policy_and_flags_add_to_it() {
     let port = tb.port();
     let config = write_config(&format!(
         "[policy]\nallow = [\"wsgate.test:{port}\"]\nallow-private = true\n\
-         [race]\nresolve = [\"wsgate.test:{port}:127.0.0.1\"]\nattempt-delay = 100\n\
+         [dns]\nresolve = [\"wsgate.test:{port}:127.0.0.1\"]\n\
+         [race]\nattempt-delay = 100\n\
          [limits]\nmemory = 32\n"
     ));
     let config = config.to_str().unwrap();
     let run = echo_with(&tb, &["--config", config], &format!("wss://wsgate.test:{port}/"));
     assert_eq!(run.lines(), ["hello"], "{run:?}");
+    assert_eq!(run.stderr, "", "{run:?}");
     // A flag's rule adds to the file's.
     let run = echo_with(
         &tb,
@@ -228,6 +230,26 @@ fn a_config_file_sets_the_policy_and_flags_add_to_it() {
     );
     let line = run.assert_one_line_failure("denied by the host's policy");
     assert!(line.contains("loopback address"), "{line}");
+}
+
+#[test]
+fn an_old_key_still_works_with_one_warning_line() {
+    let tb = testbed(Behaviour::Ok, Behaviour::Ok, true);
+    let port = tb.port();
+    let config = write_config(&format!(
+        "[policy]\nallow = [\"wsgate.test:{port}\"]\nallow-private = true\n\
+         [race]\nresolve = [\"wsgate.test:{port}:127.0.0.1\"]\n"
+    ));
+    let run = echo_with(
+        &tb,
+        &["--config", config.to_str().unwrap()],
+        &format!("wss://wsgate.test:{port}/"),
+    );
+    assert_eq!(run.lines(), ["hello"], "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "wsgate: warning: `race.resolve` is now `dns.resolve`: the old key is read in this release only\n"
+    );
 }
 
 #[test]
@@ -333,6 +355,40 @@ fn a_trailing_dot_or_capitals_do_not_get_around_a_pin() {
         );
         let run = wsgate(args);
         assert_eq!(run.lines(), [format!("connected 127.0.0.1:{port}")], "{host}: {run:?}");
+    }
+    assert!(empty.queries().is_empty(), "no name went to DNS: {:?}", empty.queries());
+}
+
+#[test]
+fn a_pin_written_with_or_without_a_trailing_dot_answers_for_the_name() {
+    let tb = testbed(Behaviour::Ok, Behaviour::Ok, false);
+    let port = tb.port().to_string();
+    // A DNS server that knows nothing: only the pin can answer.
+    let empty = spawn_dns_in_thread(vec![]).unwrap();
+    for pin in ["wsgate.test.", "WSGATE.test", "wsgate.test"] {
+        for host in ["wsgate.test", "wsgate.test."] {
+            let mut args = run_args_strict("hostile");
+            args.extend(
+                [
+                    "--allow",
+                    "wsgate.test:*",
+                    "--allow",
+                    "127.0.0.1",
+                    "--resolve",
+                    &format!("{pin}:{port}:127.0.0.1"),
+                    "--dns-server",
+                    &empty.addr().to_string(),
+                    "--",
+                    "connect",
+                    host,
+                    &port,
+                ]
+                .map(String::from),
+            );
+            let run = wsgate(args);
+            let expected = [format!("connected 127.0.0.1:{port}")];
+            assert_eq!(run.lines(), expected, "pin {pin}, host {host}: {run:?}");
+        }
     }
     assert!(empty.queries().is_empty(), "no name went to DNS: {:?}", empty.queries());
 }

@@ -10,9 +10,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use wsgate_host::limits::Limits;
-use wsgate_host::runtime::{Outcome, Plugin, RunOptions, Runtime};
-use wsgate_host::{ConnectConfig, Error, ErrorKind};
+use wsgate_host::{ConnectConfig, Error, ErrorKind, Limits, Outcome, Plugin, RunOptions, Runtime};
 use wsgate_testbed::{DnsRecord, spawn_dns_in_thread};
 
 /// The captured output of each plugin, at most.

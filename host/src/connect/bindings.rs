@@ -23,4 +23,4 @@ mod generated {
 }
 
 pub use generated::wsgate::connect::types;
-pub use generated::{Client, ClientIndices, ClientPre};
+pub use generated::{Client, ClientPre};

@@ -4,9 +4,10 @@
 use super::bindings::types::{self, AttemptStage as WitStage, ConnectError as WitError, ConnectOptions};
 use super::stream::{ReadStream, WriteStream};
 use super::{ConnectConfig, ConnectCtxView, Connection, OpenSlot};
+use crate::host_name::{HostName, HostNameError};
 use crate::race::Replay;
 use crate::race::{AttemptStage, CommitStage, Committed, ConnectError, NetDialer, Race, Target, Transport};
-use crate::report::{EventKind, RaceLog};
+use crate::report::RaceLog;
 use crate::tls::TlsClient;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -114,21 +115,22 @@ async fn open(
     slot: OpenSlot,
 ) -> Result<Connection, ConnectError> {
     let started = Instant::now();
-    crate::resolve::check_host(&host).map_err(ConnectError::Invalid)?;
-    if port == 0 {
-        return Err(ConnectError::Invalid("port 0".into()));
-    }
     // One spelling of the host for everything that follows (the policy,
     // `--resolve` entries, DNS, the family memory, TLS): `Example.COM.`
     // must not miss an operator's pin for `example.com`, nor `127.0.0.1.`
     // be looked up as a name.
-    let host = crate::resolve::normalize_host(&host);
+    let host: HostName = host
+        .parse()
+        .map_err(|e: HostNameError| ConnectError::Invalid(e.to_string()))?;
+    if port == 0 {
+        return Err(ConnectError::Invalid("port 0".into()));
+    }
     // Before DNS, on the name and port: a name the operator did not allow
     // is not even looked up.
     config
         .inner
         .policy
-        .check_name(&host, port)
+        .check_name(host.as_str(), port)
         .map_err(|denied| ConnectError::Denied(denied.to_string()))?;
     let mut timeout = config.inner.connect_timeout;
     if let Some(ms) = options.timeout_ms {
@@ -176,8 +178,17 @@ async fn open(
         .map_err(|_| ConnectError::Timeout)?
         .map_err(|e| ConnectError::Dns(e.to_string()))?;
     let memory = config.inner.memory.clone();
-    let mut race = Race::new(config.inner.race, target, NetDialer::new(tls), lookups, memory, log)
-        .with_policy(config.inner.policy.clone());
+    // After DNS, the policy again, on every address.
+    let check = config.inner.policy.clone();
+    let mut race = Race::new(
+        config.inner.race,
+        target,
+        NetDialer::new(tls),
+        lookups,
+        check,
+        memory,
+        log,
+    );
     let committed = race.next(deadline).await?;
     Ok(connection(config, race, committed, slot))
 }
@@ -187,7 +198,7 @@ async fn open(
 fn connection(config: &ConnectConfig, race: Race, committed: Committed<Transport>, slot: OpenSlot) -> Connection {
     if let Some(summary) = &config.inner.summary {
         let log = race.log();
-        let attempts = log.events().iter().filter(|e| e.event == EventKind::Attempt).count();
+        let attempts = race.attempts_started();
         summary.write_line(&format!(
             "wsgate: connect #{} to {}:{} won by {} (committed at {}) in {:.1} ms, {} attempt{}",
             log.connect_id(),
@@ -242,11 +253,10 @@ impl From<ConnectError> for WitError {
                             AttemptStage::FirstFlight => WitStage::FirstFlight,
                             AttemptStage::Response => WitStage::Response,
                         },
-                        error: f.error,
+                        error: f.error.to_string(),
                     })
                     .collect(),
             ),
-            ConnectError::Limited(limit) => WitError::Limited(limit),
             ConnectError::Timeout => WitError::Timeout,
             ConnectError::Tls(e) => WitError::Tls(e),
             ConnectError::Invalid(e) => WitError::Invalid(e),

@@ -16,7 +16,8 @@ mod stream;
 use crate::error::Error;
 use crate::limits::{ConnectRate, Limits};
 use crate::policy::{Policy, Rule};
-use crate::race::{CommitStage, FamilyMemory, Race, RaceConfig, Replay, Transport};
+use crate::race::{AddressCheck, CommitStage, FamilyMemory, Race, RaceConfig, Replay, Transport};
+use crate::range::{Millis, Ranged, Seconds};
 use crate::report::LogSink;
 use crate::resolve::{Override, Resolver};
 use crate::tls::{TlsClient, TrustRoots};
@@ -33,6 +34,12 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the address that won for a host and port is tried first.
 pub const DEFAULT_MEMORY_TTL: Duration = Duration::from_secs(600);
+
+/// The bounds of a whole connect's time, in milliseconds.
+pub type ConnectTimeoutMs = Ranged<Millis, 1, 600_000>;
+/// The bounds of the family memory's time to live, in seconds (a week; 0:
+/// nothing is remembered).
+pub type MemoryTtlSecs = Ranged<Seconds, 0, 604_800>;
 
 /// The operator's connection settings, shared by every plugin of a host.
 ///
@@ -54,6 +61,14 @@ struct ConfigInner {
     memory: Arc<FamilyMemory>,
     policy: Arc<Policy>,
     next_connect: AtomicU64,
+}
+
+/// The race checks every address it is about to dial against the
+/// operator's policy.
+impl AddressCheck for Policy {
+    fn check(&self, addr: SocketAddr) -> Result<(), String> {
+        self.check_addr(addr).map_err(|denied| denied.to_string())
+    }
 }
 
 impl ConnectConfig {
@@ -80,7 +95,7 @@ pub struct ConnectConfigBuilder {
     race: RaceConfig,
     cancel_after: Option<CommitStage>,
     memory_ttl: Option<Duration>,
-    dns_server: Option<SocketAddr>,
+    dns_servers: Vec<SocketAddr>,
     policy: Policy,
 }
 
@@ -126,7 +141,7 @@ impl ConnectConfigBuilder {
 
     /// The race's timing rules (attempt delay, resolution delay, attempts
     /// in flight, park grace, TLS timeout). Checked by [`build`](Self::build).
-    pub fn race(mut self, race: RaceConfig) -> Self {
+    pub(crate) fn race(mut self, race: RaceConfig) -> Self {
         self.race = race;
         self
     }
@@ -147,10 +162,10 @@ impl ConnectConfigBuilder {
         self
     }
 
-    /// Asks this DNS server only, instead of the system's configuration
-    /// (`--dns-server`).
+    /// Asks this DNS server (and the others given so) instead of the
+    /// system's configuration (`--dns-server`).
     pub fn dns_server(mut self, server: SocketAddr) -> Self {
-        self.dns_server = Some(server);
+        self.dns_servers.push(server);
         self
     }
 
@@ -184,7 +199,7 @@ impl ConnectConfigBuilder {
         self.race.validate().map_err(Error::config)?;
         Ok(ConnectConfig {
             inner: Arc::new(ConfigInner {
-                resolver: Resolver::new(self.overrides, self.dns_server),
+                resolver: Resolver::new(self.overrides, self.dns_servers),
                 tls: TlsClient::new(&self.roots)?,
                 race_log: self.race_log,
                 summary: self.summary,
@@ -211,12 +226,6 @@ pub struct ConnectCtx {
 }
 
 impl ConnectCtx {
-    /// A context for one plugin instance under `config`, with the default
-    /// [`Limits`].
-    pub fn new(config: ConnectConfig) -> Self {
-        Self::with_limits(config, &Limits::default())
-    }
-
     /// A context for one plugin instance under `config` and `limits`
     /// (open connections, connects per second, stream buffer).
     pub fn with_limits(config: ConnectConfig, limits: &Limits) -> Self {
@@ -227,12 +236,6 @@ impl ConnectCtx {
             rate: limits.connects_per_second.map(ConnectRate::new),
             stream_buffer: limits.stream_buffer,
         }
-    }
-
-    /// How many connections the instance holds open (connects in progress
-    /// included).
-    pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
     }
 
     /// Takes a slot for a new connect, or says which limit refuses it.
@@ -298,11 +301,4 @@ pub struct Connection {
     writer: Option<WriteHalf<Transport>>,
     race: Race,
     _slot: OpenSlot,
-}
-
-impl Connection {
-    /// The address that won.
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
-    }
 }

@@ -54,10 +54,8 @@ impl Dialer for NetDialer {
     async fn tls(&self, _addr: SocketAddr, stream: Transport) -> io::Result<Transport> {
         match (stream, &self.tls) {
             (Transport::Tcp(tcp), Some((connector, name))) => {
-                let tls = connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
+                // The race marks the error as a TLS failure.
+                let tls = connector.connect(name.clone(), tcp).await?;
                 Ok(Transport::Tls(Box::new(tls)))
             }
             (stream, None) => Ok(stream),

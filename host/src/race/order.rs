@@ -1,7 +1,9 @@
 //! Which address to try next (RFC 8305 §4), and the memory of winners.
 
+use super::family::{Family, PerFamily};
+use crate::host_name::HostName;
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -14,11 +16,10 @@ use tokio::time::Instant;
 /// slow AAAA) join where they belong.
 #[derive(Debug)]
 pub struct Candidates {
-    v6: VecDeque<SocketAddr>,
-    v4: VecDeque<SocketAddr>,
+    untried: PerFamily<VecDeque<SocketAddr>>,
     first_family_count: usize,
     preferred_taken: usize,
-    last_was_v6: Option<bool>,
+    last_family: Option<Family>,
     remembered: Option<SocketAddr>,
 }
 
@@ -26,11 +27,10 @@ impl Candidates {
     /// No addresses yet. `remembered` is tried first once it shows up.
     pub fn new(first_family_count: usize, remembered: Option<SocketAddr>) -> Self {
         Candidates {
-            v6: VecDeque::new(),
-            v4: VecDeque::new(),
+            untried: PerFamily::default(),
             first_family_count: first_family_count.max(1),
             preferred_taken: 0,
-            last_was_v6: None,
+            last_family: None,
             remembered,
         }
     }
@@ -38,7 +38,7 @@ impl Candidates {
     /// Adds addresses from a lookup, keeping their order.
     pub fn extend(&mut self, addrs: impl IntoIterator<Item = SocketAddr>) {
         for addr in addrs {
-            let list = if addr.is_ipv6() { &mut self.v6 } else { &mut self.v4 };
+            let list = self.untried.get_mut(Family::of(addr));
             if !list.contains(&addr) {
                 list.push_back(addr);
             }
@@ -49,7 +49,7 @@ impl Candidates {
     /// untried ones of its family: it got furthest, and a fallback should
     /// reach it first.
     pub fn put_back(&mut self, addr: SocketAddr) {
-        let list = if addr.is_ipv6() { &mut self.v6 } else { &mut self.v4 };
+        let list = self.untried.get_mut(Family::of(addr));
         if !list.contains(&addr) {
             list.push_front(addr);
         }
@@ -57,7 +57,7 @@ impl Candidates {
 
     /// Whether no address is left.
     pub fn is_empty(&self) -> bool {
-        self.v6.is_empty() && self.v4.is_empty()
+        self.untried.v6.is_empty() && self.untried.v4.is_empty()
     }
 
     /// The remembered winner, if any: its family is the one worth waiting
@@ -69,34 +69,25 @@ impl Candidates {
     /// The next address to try.
     pub fn pick(&mut self) -> Option<SocketAddr> {
         if let Some(addr) = self.remembered {
-            let list = if addr.is_ipv6() { &mut self.v6 } else { &mut self.v4 };
+            let list = self.untried.get_mut(Family::of(addr));
             if let Some(i) = list.iter().position(|a| *a == addr) {
                 self.remembered = None;
                 return list.remove(i);
             }
         }
-        let take_v6 = match (self.v6.is_empty(), self.v4.is_empty()) {
+        let family = match (self.untried.v6.is_empty(), self.untried.v4.is_empty()) {
             (true, true) => return None,
-            (false, true) => true,
-            (true, false) => false,
-            (false, false) => {
-                if self.preferred_taken < self.first_family_count {
-                    true
-                } else {
-                    // Alternate: the other family from the last pick.
-                    self.last_was_v6 != Some(true)
-                }
-            }
+            (false, true) => Family::V6,
+            (true, false) => Family::V4,
+            (false, false) if self.preferred_taken < self.first_family_count => Family::V6,
+            // Alternate: the other family from the last pick.
+            (false, false) => self.last_family.map_or(Family::V6, Family::other),
         };
-        if take_v6 {
+        if family == Family::V6 {
             self.preferred_taken += 1;
         }
-        self.last_was_v6 = Some(take_v6);
-        if take_v6 {
-            self.v6.pop_front()
-        } else {
-            self.v4.pop_front()
-        }
+        self.last_family = Some(family);
+        self.untried.get_mut(family).pop_front()
     }
 }
 
@@ -106,7 +97,7 @@ impl Candidates {
 #[derive(Debug)]
 pub struct FamilyMemory {
     ttl: Duration,
-    winners: Mutex<HashMap<(String, u16), (SocketAddr, Instant)>>,
+    winners: Mutex<HashMap<(HostName, u16), (SocketAddr, Instant)>>,
 }
 
 /// How many host:port entries the memory keeps at most; past it, expired
@@ -123,14 +114,14 @@ impl FamilyMemory {
     }
 
     /// The address that last won for `host:port`, if recent enough.
-    pub fn get(&self, host: &str, port: u16) -> Option<SocketAddr> {
+    pub fn get(&self, host: &HostName, port: u16) -> Option<SocketAddr> {
         let winners = self.winners.lock().ok()?;
-        let (addr, at) = winners.get(&(host.to_ascii_lowercase(), port))?;
+        let (addr, at) = winners.get(&(host.clone(), port))?;
         (at.elapsed() < self.ttl).then_some(*addr)
     }
 
     /// Records that `addr` won for `host:port`.
-    pub fn remember(&self, host: &str, port: u16, addr: SocketAddr) {
+    pub fn remember(&self, host: &HostName, port: u16, addr: SocketAddr) {
         if self.ttl.is_zero() {
             return;
         }
@@ -142,14 +133,15 @@ impl FamilyMemory {
                     winners.clear();
                 }
             }
-            winners.insert((host.to_ascii_lowercase(), port), (addr, Instant::now()));
+            winners.insert((host.clone(), port), (addr, Instant::now()));
         }
     }
 }
 
 /// Orders addresses all known at once: what [`Candidates::pick`] would
 /// give, one after another.
-pub fn order(v6: &[IpAddr], v4: &[IpAddr], port: u16, first_family_count: usize) -> Vec<SocketAddr> {
+#[cfg(test)]
+fn order(v6: &[std::net::IpAddr], v4: &[std::net::IpAddr], port: u16, first_family_count: usize) -> Vec<SocketAddr> {
     let mut c = Candidates::new(first_family_count, None);
     c.extend(v6.iter().chain(v4).map(|ip| SocketAddr::new(*ip, port)));
     std::iter::from_fn(|| c.pick()).collect()
@@ -158,6 +150,7 @@ pub fn order(v6: &[IpAddr], v4: &[IpAddr], port: u16, first_family_count: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     fn ips(list: &[&str]) -> Vec<IpAddr> {
         list.iter().map(|a| a.parse().unwrap()).collect()
@@ -213,10 +206,11 @@ mod tests {
     async fn memory_forgets_after_its_ttl() {
         let m = FamilyMemory::new(Duration::from_secs(600));
         let addr: SocketAddr = "127.0.0.1:443".parse().unwrap();
-        m.remember("Wsgate.Test", 443, addr);
-        assert_eq!(m.get("wsgate.test", 443), Some(addr));
-        assert_eq!(m.get("wsgate.test", 80), None);
+        let host: HostName = "wsgate.test".parse().unwrap();
+        m.remember(&"Wsgate.Test".parse().unwrap(), 443, addr);
+        assert_eq!(m.get(&host, 443), Some(addr));
+        assert_eq!(m.get(&host, 80), None);
         tokio::time::advance(Duration::from_secs(601)).await;
-        assert_eq!(m.get("wsgate.test", 443), None);
+        assert_eq!(m.get(&host, 443), None);
     }
 }

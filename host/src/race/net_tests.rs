@@ -1,17 +1,32 @@
-//! No descriptor is left behind: after 1000 connects in which the losing
-//! attempt is cancelled mid-TLS, the process has the descriptors it had
-//! before.
+//! The race over real sockets, against the testbed: no descriptor is left
+//! behind after 1000 connects in which the losing attempt is cancelled
+//! mid-TLS.
 
-mod common;
-
-use common::*;
+use super::tests::AllowAll;
+use super::{CommitStage, FamilyMemory, NetDialer, Race, RaceConfig, Target};
+use crate::report::{EventKind, RaceLog};
+use crate::resolve::Lookups;
+use crate::tls::{TlsClient, TrustRoots};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use wsgate_host::race::{CommitStage, FamilyMemory, Lookups, NetDialer, Race, RaceConfig, Target};
-use wsgate_host::report::{EventKind, RaceLog};
-use wsgate_host::tls::{TlsClient, TrustRoots};
+use wsgate_testbed::{Behaviour, Config, TestbedHandle, spawn_in_thread};
+
+/// A dual-stack TLS testbed with one behaviour per family, its
+/// certificates in a fresh directory.
+fn testbed(v6: Behaviour, v4: Behaviour) -> TestbedHandle {
+    let dir = std::env::temp_dir().join(format!("wsgate-race-net-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    spawn_in_thread(Config {
+        v6,
+        v4,
+        tls: true,
+        cert_dir: Some(dir),
+        ..Config::default()
+    })
+    .expect("start testbed")
+}
 
 fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
@@ -21,7 +36,7 @@ fn open_descriptors() -> usize {
 async fn a_thousand_cancelled_losers_leave_no_descriptor() {
     // IPv6 accepts TCP and never answers TLS; IPv4 is fine. With a 10 ms
     // attempt delay every connect starts both, and cancels IPv6 mid-TLS.
-    let tb = testbed(Behaviour::TlsStall, Behaviour::Ok, true);
+    let tb = testbed(Behaviour::TlsStall, Behaviour::Ok);
     let roots = TrustRoots {
         system: false,
         ca_files: vec![tb.ca_path().unwrap().to_owned()],
@@ -35,23 +50,22 @@ async fn a_thousand_cancelled_losers_leave_no_descriptor() {
     let memory = Arc::new(FamilyMemory::new(Duration::ZERO));
     let addrs: Vec<IpAddr> = vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()];
 
+    let host: crate::HostName = "wsgate.test".parse().unwrap();
     let connect = |id: u64| {
         let target = Target {
-            host: "wsgate.test".into(),
+            host: host.clone(),
             port: tb.port(),
             tls: true,
             first_flight: None,
             commit: CommitStage::Tls,
         };
-        let dialer = NetDialer::new(Some((
-            tls.connector(&[]),
-            TlsClient::server_name("wsgate.test").unwrap(),
-        )));
+        let dialer = NetDialer::new(Some((tls.connector(&[]), TlsClient::server_name(&host).unwrap())));
         Race::new(
             config,
             target,
             dialer,
             Lookups::ready(&addrs),
+            Arc::new(AllowAll),
             memory.clone(),
             RaceLog::new(id, None),
         )

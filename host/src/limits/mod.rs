@@ -15,8 +15,31 @@
 //! | [`connects_per_second`](Limits::connects_per_second) | `connect` returns `limited` |
 //! | [`stream_buffer`](Limits::stream_buffer) | the output stream's `check-write` says 0 until the peer reads |
 
+mod cpu;
+mod memory;
+mod rate;
+
+pub(crate) use cpu::{CpuExhausted, CpuMeter, Metered};
+pub(crate) use memory::MemoryLimiter;
+pub(crate) use rate::ConnectRate;
+
+use crate::error::Error;
+use crate::range::{Count, CountOrOff, Kib, Mib, MillisOrOff, Ranged, SecondsOrOff};
 use std::time::Duration;
-use tokio::time::Instant;
+
+/// The bounds of [`Limits::memory`], in MiB (4 GiB: all that a 32-bit
+/// WebAssembly memory can address).
+pub type MemoryMib = Ranged<Mib, 1, 4096>;
+/// The bounds of [`Limits::cpu_time`], in milliseconds (0: no limit).
+pub type CpuTimeMs = Ranged<MillisOrOff, 0, 86_400_000>;
+/// The bounds of [`Limits::run_time`], in seconds (0: no limit).
+pub type RunTimeSecs = Ranged<SecondsOrOff, 0, 604_800>;
+/// The bounds of [`Limits::connections`].
+pub type Connections = Ranged<Count, 1, 65_536>;
+/// The bounds of [`Limits::connects_per_second`] (0: no limit).
+pub type ConnectsPerSecond = Ranged<CountOrOff, 0, 100_000>;
+/// The bounds of [`Limits::stream_buffer`], in KiB.
+pub type StreamBufferKib = Ranged<Kib, 1, 65_536>;
 
 /// Default linear memory per plugin instance: 64 MiB.
 pub const DEFAULT_MEMORY: usize = 64 << 20;
@@ -30,13 +53,6 @@ pub const DEFAULT_CONNECTIONS: usize = 64;
 pub const DEFAULT_CONNECTS_PER_SECOND: u32 = 100;
 /// Default bytes the host buffers per output stream on a plugin's behalf.
 pub const DEFAULT_STREAM_BUFFER: usize = 256 * 1024;
-
-/// The largest linear memory the configuration accepts: 4 GiB, all that a
-/// 32-bit WebAssembly memory can address.
-pub const MAX_MEMORY: usize = 4 << 30;
-
-/// The largest per-stream buffer the configuration accepts: 64 MiB.
-pub const MAX_STREAM_BUFFER: usize = 64 << 20;
 
 /// How often the engine's epoch advances: the granularity of the CPU limit
 /// and how long a spinning plugin holds a worker thread before it yields.
@@ -79,71 +95,83 @@ impl Default for Limits {
 
 impl Limits {
     /// Checks that every value is possible, naming the first one that is
-    /// not by its configuration key.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.memory < (1 << 16) || self.memory > MAX_MEMORY {
-            return Err(format!(
-                "memory must be between 64 KiB (one WebAssembly page) and 4 GiB, not {} bytes",
-                self.memory
+    /// not by its configuration key. The bounds are the settings' own
+    /// ([`MemoryMib`] and its siblings).
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |why: String| Err(Error::config(why));
+        let within =
+            |bytes: usize, unit: u32, min: u64, max: u64| (min << unit..=max << unit).contains(&(bytes as u64));
+        if !within(self.memory, 20, MemoryMib::MIN, MemoryMib::MAX) {
+            return bad(format!(
+                "memory must be between {} and {}, not {}",
+                bytes(to_usize(MemoryMib::MIN << 20)),
+                bytes(to_usize(MemoryMib::MAX << 20)),
+                bytes(self.memory)
             ));
         }
-        if self.connections == 0 {
-            return Err("connections must be at least 1".into());
-        }
-        if self.stream_buffer < 1024 || self.stream_buffer > MAX_STREAM_BUFFER {
-            return Err(format!(
-                "stream-buffer must be between 1 KiB and 64 MiB, not {} bytes",
-                self.stream_buffer
+        if !Connections::contains(self.connections as u64) {
+            return bad(format!(
+                "connections must be between {} and {}, not {}",
+                Connections::MIN,
+                Connections::MAX,
+                self.connections
             ));
         }
-        for (key, value) in [("cpu-time", self.cpu_time), ("run-time", self.run_time)] {
-            if value.is_some_and(|d| d.is_zero()) {
-                return Err(format!("{key} must be above zero (leave it out for no limit)"));
+        if !within(self.stream_buffer, 10, StreamBufferKib::MIN, StreamBufferKib::MAX) {
+            return bad(format!(
+                "stream-buffer must be between {} and {}, not {}",
+                bytes(to_usize(StreamBufferKib::MIN << 10)),
+                bytes(to_usize(StreamBufferKib::MAX << 10)),
+                bytes(self.stream_buffer)
+            ));
+        }
+        for (key, value, max) in [
+            ("cpu-time", self.cpu_time, Duration::from_millis(CpuTimeMs::MAX)),
+            ("run-time", self.run_time, Duration::from_secs(RunTimeSecs::MAX)),
+        ] {
+            if value.is_some_and(|d| d.is_zero() || d > max) {
+                return bad(format!(
+                    "{key} must be above zero and at most {} (leave it out for no limit)",
+                    human(max)
+                ));
             }
         }
-        if self.connects_per_second == Some(0) {
-            return Err("connects-per-second must be above zero (leave it out for no limit)".into());
+        if self
+            .connects_per_second
+            .is_some_and(|n| n == 0 || u64::from(n) > ConnectsPerSecond::MAX)
+        {
+            return bad(format!(
+                "connects-per-second must be between 1 and {} (leave it out for no limit)",
+                ConnectsPerSecond::MAX
+            ));
         }
         Ok(())
     }
 }
 
-/// A token bucket for connects: `rate` tokens per second, holding at most
-/// `rate`. Runs on tokio's clock so that tests can pause it.
-#[derive(Debug)]
-pub(crate) struct ConnectRate {
-    rate: u32,
-    tokens: f64,
-    last: Instant,
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
 }
 
-impl ConnectRate {
-    pub(crate) fn new(rate: u32) -> Self {
-        ConnectRate {
-            rate,
-            tokens: f64::from(rate),
-            last: Instant::now(),
-        }
+/// A duration as an operator writes it: `1500 ms`, `3 s`, `1 h`.
+pub(crate) fn human(d: Duration) -> String {
+    if d.subsec_millis() != 0 || d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d.as_secs().is_multiple_of(3600) {
+        format!("{} h", d.as_secs() / 3600)
+    } else {
+        format!("{} s", d.as_secs())
     }
+}
 
-    /// The rate, in connects per second.
-    pub(crate) fn rate(&self) -> u32 {
-        self.rate
-    }
-
-    /// Takes a token if there is one.
-    pub(crate) fn try_take(&mut self) -> bool {
-        let now = Instant::now();
-        let rate = f64::from(self.rate);
-        let refill = now.duration_since(self.last).as_secs_f64() * rate;
-        self.tokens = (self.tokens + refill).min(rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+/// A size as an operator writes it: `64 MiB`, `300 KiB`, `100 bytes`.
+pub(crate) fn bytes(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
     }
 }
 
@@ -153,7 +181,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        assert_eq!(Limits::default().validate(), Ok(()));
+        assert!(Limits::default().validate().is_ok());
         assert_eq!(Limits::default().memory, 64 << 20);
     }
 
@@ -197,26 +225,8 @@ mod tests {
             ),
         ];
         for (limits, key) in cases {
-            let err = limits.validate().unwrap_err();
-            assert!(err.starts_with(key), "{err}");
+            let err = limits.validate().unwrap_err().to_string();
+            assert!(err.starts_with(&format!("invalid configuration: {key}")), "{err}");
         }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn connect_rate_refills_over_time() {
-        let mut rate = ConnectRate::new(5);
-        for _ in 0..5 {
-            assert!(rate.try_take());
-        }
-        assert!(!rate.try_take(), "the burst is the rate");
-        tokio::time::advance(Duration::from_millis(199)).await;
-        assert!(!rate.try_take(), "one token takes 200 ms");
-        tokio::time::advance(Duration::from_millis(2)).await;
-        assert!(rate.try_take());
-        tokio::time::advance(Duration::from_secs(60)).await;
-        for _ in 0..5 {
-            assert!(rate.try_take());
-        }
-        assert!(!rate.try_take(), "tokens do not pile up beyond the burst");
     }
 }

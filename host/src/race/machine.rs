@@ -1,0 +1,577 @@
+//! The race itself: a state machine over the lookups, the attempts in
+//! flight and the parked ones, driven by [`Race::next`] and
+//! [`Race::fallback`].
+
+use super::attempt::{Outcome, Progress, attempt, write_flight};
+use super::family::{Family, PerFamily};
+use super::park::Parked;
+use super::{
+    AddressCheck, AttemptError, AttemptErrorKind, AttemptFailure, AttemptStage, Candidates, CommitStage, Committed,
+    ConnectError, Dialer, FamilyMemory, NetDialer, RaceConfig, Target,
+};
+use crate::report::{EventKind, RaceLog};
+use crate::resolve::{Lookup, Lookups};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// One connect's race. It outlives the first commit, so that a plugin's
+/// fallback goes on where the connect stopped.
+pub struct Race<D: Dialer = NetDialer> {
+    config: RaceConfig,
+    target: Arc<Target>,
+    dialer: Arc<D>,
+    memory: Arc<FamilyMemory>,
+    v6_lookup: Option<Lookup<std::net::Ipv6Addr>>,
+    v4_lookup: Option<Lookup<std::net::Ipv4Addr>>,
+    /// When each family's lookup finished.
+    answered_at: PerFamily<Option<Instant>>,
+    resolve_errors: Vec<String>,
+    found_any: bool,
+    /// Checked on every resolved address before it becomes a candidate.
+    check: Arc<dyn AddressCheck>,
+    /// Why each address the policy refused was refused.
+    denied: Vec<String>,
+    candidates: Candidates,
+    in_flight: JoinSet<Outcome<D::Stream>>,
+    /// The address and stage reached of each attempt in flight.
+    attempts: HashMap<tokio::task::Id, (SocketAddr, AttemptStage)>,
+    progress_tx: mpsc::UnboundedSender<Progress>,
+    progress_rx: mpsc::UnboundedReceiver<Progress>,
+    parked: VecDeque<Parked<D::Stream>>,
+    failures: Vec<AttemptFailure>,
+    log: RaceLog,
+    /// The address and start time of the attempt started last.
+    last_attempt: Option<(SocketAddr, Instant)>,
+    next_start: Instant,
+    /// Attempts started, and first flights written, over the whole race.
+    attempts_started: usize,
+    first_flights: usize,
+}
+
+impl<D: Dialer> fmt::Debug for Race<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Race")
+            .field("target", &self.target)
+            .field("candidates", &self.candidates)
+            .field("in_flight", &self.in_flight.len())
+            .field("parked", &self.parked.len())
+            .field("failures", &self.failures)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Dialer> Race<D> {
+    /// A race for `target`, over the addresses `lookups` will give, each
+    /// dialed only if `check` allows it.
+    ///
+    /// A commit stage that does not apply is lowered: `tls` on a plain
+    /// target is `tcp`, and `response` without a first flight (nothing to
+    /// get a response to) is the stage before it.
+    pub fn new(
+        config: RaceConfig,
+        mut target: Target,
+        dialer: D,
+        lookups: Lookups,
+        check: Arc<dyn AddressCheck>,
+        memory: Arc<FamilyMemory>,
+        log: RaceLog,
+    ) -> Self {
+        let connected = if target.tls { CommitStage::Tls } else { CommitStage::Tcp };
+        target.commit = match target.commit {
+            CommitStage::Response if target.first_flight.is_none() => connected,
+            CommitStage::Tls if !target.tls => CommitStage::Tcp,
+            stage => stage,
+        };
+        let remembered = memory.get(&target.host, target.port);
+        let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+        Race {
+            config,
+            candidates: Candidates::new(config.first_family_count, remembered),
+            target: Arc::new(target),
+            dialer: Arc::new(dialer),
+            memory,
+            v6_lookup: Some(lookups.v6),
+            v4_lookup: Some(lookups.v4),
+            answered_at: PerFamily::default(),
+            resolve_errors: Vec::new(),
+            found_any: false,
+            check,
+            denied: Vec::new(),
+            in_flight: JoinSet::new(),
+            attempts: HashMap::new(),
+            progress_tx,
+            progress_rx,
+            parked: VecDeque::new(),
+            failures: Vec::new(),
+            log,
+            last_attempt: None,
+            next_start: Instant::now(),
+            attempts_started: 0,
+            first_flights: 0,
+        }
+    }
+
+    /// The events of this connect so far.
+    pub fn log(&self) -> &RaceLog {
+        &self.log
+    }
+
+    /// The target of this connect (its commit stage as applied).
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// How many attempts the race has started so far.
+    pub fn attempts_started(&self) -> usize {
+        self.attempts_started
+    }
+
+    /// Races until an attempt commits and takes its first flight, by
+    /// `deadline`.
+    ///
+    /// When the deadline passes with attempts in flight or addresses left,
+    /// the connect timed out; when every address was tried and failed,
+    /// the failures are the answer.
+    pub async fn next(&mut self, deadline: Instant) -> Result<Committed<D::Stream>, ConnectError> {
+        self.next_start = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                self.settle_others(false).await;
+                return Err(ConnectError::Timeout);
+            }
+            // Answers already there (literals, overrides) all join before
+            // an attempt starts, so that the first pick sees every family.
+            if let Some(answer) = poll_now(&mut self.v6_lookup) {
+                self.on_answer(Family::V6, answer.map(|v| v.into_iter().map(IpAddr::V6).collect()));
+            }
+            if let Some(answer) = poll_now(&mut self.v4_lookup) {
+                self.on_answer(Family::V4, answer.map(|v| v.into_iter().map(IpAddr::V4).collect()));
+            }
+            // Read the clock again: an answer just taken is stamped after
+            // `now`, and the gate it opens must count as open.
+            let now = Instant::now();
+            self.start_due(now);
+            if self.in_flight.is_empty() && self.candidates.is_empty() && self.dns_done() {
+                return Err(self.exhausted());
+            }
+            let wake = self.wake_time(now, deadline);
+            tokio::select! {
+                biased;
+                answer = answer(&mut self.v6_lookup) => {
+                    let addrs = answer.map(|v| v.into_iter().map(IpAddr::V6).collect());
+                    self.on_answer(Family::V6, addrs);
+                }
+                answer = answer(&mut self.v4_lookup) => {
+                    let addrs = answer.map(|v| v.into_iter().map(IpAddr::V4).collect());
+                    self.on_answer(Family::V4, addrs);
+                }
+                Some(progress) = self.progress_rx.recv() => self.on_progress(progress),
+                Some(joined) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
+                    if let Some((addr, stream, prefix)) = self.on_joined(joined)
+                        && let Some(committed) = self.commit(addr, stream, prefix, deadline).await?
+                    {
+                        return Ok(committed);
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// Gives up the committed connection to `peer` (the plugin's fallback)
+    /// and returns the next candidate: a parked attempt at once if one is
+    /// still open, else whatever the race, resumed, commits to next.
+    pub async fn fallback(
+        &mut self,
+        peer: SocketAddr,
+        deadline: Instant,
+    ) -> Result<Committed<D::Stream>, ConnectError> {
+        let stage = match (&self.target.first_flight, self.target.tls) {
+            (Some(_), _) => AttemptStage::FirstFlight,
+            (None, true) => AttemptStage::Tls,
+            (None, false) => AttemptStage::Tcp,
+        };
+        self.log.push(EventKind::Fallback, Some(peer), None, None);
+        self.failures.push(AttemptFailure {
+            addr: peer,
+            stage,
+            error: AttemptError::new(AttemptErrorKind::GivenUp, "given up by the plugin"),
+        });
+        while let Some(parked) = self.parked.pop_front() {
+            let addr = parked.addr();
+            if let Some(stream) = parked.take() {
+                self.log.push(
+                    EventKind::Commit,
+                    Some(addr),
+                    Some(self.target.commit.as_str()),
+                    Some("parked".into()),
+                );
+                return self.finish(addr, stream, Vec::new()).await;
+            }
+        }
+        self.next(deadline).await
+    }
+
+    /// Whether both lookups have answered.
+    fn dns_done(&self) -> bool {
+        self.v6_lookup.is_none() && self.v4_lookup.is_none()
+    }
+
+    /// The family whose answer is worth waiting for: the remembered
+    /// winner's, else IPv6.
+    fn awaited_family(&self) -> Family {
+        self.candidates.remembered().map_or(Family::V6, Family::of)
+    }
+
+    /// When attempts may start: once the awaited family answered, or the
+    /// Resolution Delay after the other did. `None`: not before an answer.
+    fn gate(&self) -> Option<Instant> {
+        let awaited = self.awaited_family();
+        if let Some(at) = *self.answered_at.get(awaited) {
+            return Some(at);
+        }
+        self.answered_at
+            .get(awaited.other())
+            .map(|at| at + self.config.resolution_delay)
+    }
+
+    fn start_due(&mut self, now: Instant) {
+        let gate_open = self.gate().is_some_and(|at| now >= at);
+        if gate_open
+            && self.in_flight.len() < self.config.max_in_flight
+            && now >= self.next_start
+            && let Some(addr) = self.candidates.pick()
+        {
+            self.spawn_attempt(addr, now);
+            self.last_attempt = Some((addr, now));
+            self.next_start = now + self.config.attempt_delay;
+        }
+    }
+
+    /// The next moment the race has something to do by itself.
+    fn wake_time(&self, now: Instant, deadline: Instant) -> Instant {
+        let mut wake = deadline;
+        match self.gate() {
+            Some(gate) if gate > now => wake = wake.min(gate),
+            Some(_) if !self.candidates.is_empty() && self.in_flight.len() < self.config.max_in_flight => {
+                wake = wake.min(self.next_start.max(now));
+            }
+            _ => {}
+        }
+        wake
+    }
+
+    fn spawn_attempt(&mut self, addr: SocketAddr, now: Instant) {
+        self.log.push_at(now, EventKind::Attempt, Some(addr), None, None);
+        self.attempts_started += 1;
+        let task = attempt(
+            self.dialer.clone(),
+            self.target.clone(),
+            addr,
+            self.config.max_response_head,
+            self.progress_tx.clone(),
+        );
+        let handle = self.in_flight.spawn(task);
+        self.attempts.insert(handle.id(), (addr, AttemptStage::Started));
+    }
+
+    fn on_progress(&mut self, progress: Progress) {
+        let (addr, stage) = match progress {
+            Progress::Tcp(addr, at) => {
+                self.log.push_at(at, EventKind::Tcp, Some(addr), None, None);
+                // HEv3 §6.1: TCP is up and TLS has begun; give it up to one
+                // more attempt delay before starting the next attempt, but
+                // never more, so a stalled handshake cannot hold the race.
+                if self.target.commit >= CommitStage::Tls
+                    && self.target.tls
+                    && let Some((latest, start)) = self.last_attempt
+                    && latest == addr
+                {
+                    let extended = (at + self.config.attempt_delay).min(start + 2 * self.config.attempt_delay);
+                    self.next_start = self.next_start.max(extended);
+                }
+                (addr, AttemptStage::Tcp)
+            }
+            Progress::Tls(addr, at) => {
+                self.log.push_at(at, EventKind::Tls, Some(addr), None, None);
+                (addr, AttemptStage::Tls)
+            }
+            Progress::FirstFlight(addr, at, len) => {
+                self.first_flights += 1;
+                self.log.push_at(
+                    at,
+                    EventKind::FirstFlight,
+                    Some(addr),
+                    None,
+                    Some(format!("{len} bytes")),
+                );
+                (addr, AttemptStage::FirstFlight)
+            }
+            Progress::Response(addr, at, status) => {
+                self.log
+                    .push_at(at, EventKind::Response, Some(addr), None, Some(status));
+                (addr, AttemptStage::Response)
+            }
+        };
+        if let Some(entry) = self.attempts.values_mut().find(|(a, _)| *a == addr) {
+            entry.1 = entry.1.max(stage);
+        }
+    }
+
+    fn on_answer(&mut self, family: Family, answer: Result<Vec<IpAddr>, String>) {
+        let now = Instant::now();
+        *self.answered_at.get_mut(family) = Some(now);
+        let kind = family.record();
+        match family {
+            Family::V6 => self.v6_lookup = None,
+            Family::V4 => self.v4_lookup = None,
+        }
+        let detail = match answer {
+            Ok(ips) if ips.is_empty() => format!("{kind}: no address"),
+            Ok(mut ips) => {
+                // After DNS, on every address: a name the policy allows may
+                // still resolve somewhere it does not (127.0.0.1, a
+                // metadata service, a private network).
+                let port = self.target.port;
+                ips.retain(|ip| match self.check.check(SocketAddr::new(*ip, port)) {
+                    Ok(()) => true,
+                    Err(denied) => {
+                        self.log.push_at(
+                            now,
+                            EventKind::Denied,
+                            Some(SocketAddr::new(*ip, port)),
+                            None,
+                            Some(denied.clone()),
+                        );
+                        self.denied.push(denied);
+                        false
+                    }
+                });
+                if ips.is_empty() {
+                    self.log.push_at(
+                        now,
+                        EventKind::Resolve,
+                        None,
+                        None,
+                        Some(format!("{kind}: every address denied")),
+                    );
+                    return;
+                }
+                self.found_any = true;
+                let listed: Vec<String> = ips.iter().map(ToString::to_string).collect();
+                self.candidates
+                    .extend(ips.into_iter().map(|ip| SocketAddr::new(ip, self.target.port)));
+                format!("{kind}: {}", listed.join(", "))
+            }
+            Err(e) => {
+                self.resolve_errors.push(format!("{kind}: {e}"));
+                format!("{kind} failed: {e}")
+            }
+        };
+        self.log.push_at(now, EventKind::Resolve, None, None, Some(detail));
+    }
+
+    /// Handles an attempt that ended: a failure is recorded (and the next
+    /// attempt may start at once); a ready one is returned.
+    fn on_joined(
+        &mut self,
+        joined: Result<(tokio::task::Id, Outcome<D::Stream>), tokio::task::JoinError>,
+    ) -> Option<(SocketAddr, D::Stream, Vec<u8>)> {
+        match joined {
+            Ok((id, Outcome::Ready { addr, stream, prefix })) => {
+                self.attempts.remove(&id);
+                Some((addr, stream, prefix))
+            }
+            Ok((id, Outcome::Failed { addr, stage, error, at })) => {
+                self.attempts.remove(&id);
+                self.record_failure(addr, stage, error, at);
+                None
+            }
+            Err(e) => {
+                let (addr, stage) = self.attempts.remove(&e.id())?;
+                self.record_failure(addr, stage, AttemptError::io("attempt ended", e), Instant::now());
+                None
+            }
+        }
+    }
+
+    fn record_failure(&mut self, addr: SocketAddr, stage: AttemptStage, error: AttemptError, at: Instant) {
+        self.log
+            .push_at(at, EventKind::Failed, Some(addr), None, Some(error.to_string()));
+        self.failures.push(AttemptFailure { addr, stage, error });
+        // RFC 8305 §5: when an attempt fails, the next one starts at once.
+        self.next_start = self.next_start.min(at);
+    }
+
+    /// Commits to the attempt to `addr`: cancels or parks the others, then
+    /// finishes the winner (TLS if the commit was at TCP, first flight).
+    /// `Ok(None)` when the winner failed before any byte of the plugin's
+    /// was sent, so the race goes on.
+    async fn commit(
+        &mut self,
+        addr: SocketAddr,
+        stream: D::Stream,
+        prefix: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Option<Committed<D::Stream>>, ConnectError> {
+        let stage = self.target.commit;
+        let detail = (stage == CommitStage::Response).then(|| format!("{} first flights sent", self.first_flights));
+        self.log
+            .push(EventKind::Commit, Some(addr), Some(stage.as_str()), detail);
+        self.settle_others(stage != CommitStage::Response).await;
+
+        let stream = if stage == CommitStage::Tcp && self.target.tls {
+            let bound = deadline.min(Instant::now() + self.config.tls_timeout);
+            match tokio::time::timeout_at(bound, self.dialer.tls(addr, stream)).await {
+                Ok(Ok(stream)) => {
+                    self.log.push(EventKind::Tls, Some(addr), None, None);
+                    stream
+                }
+                Ok(Err(e)) => {
+                    self.record_failure(addr, AttemptStage::Tcp, AttemptError::tls(e), Instant::now());
+                    return Ok(None);
+                }
+                Err(_) => {
+                    let error = AttemptError::new(AttemptErrorKind::Timeout, "TLS handshake timed out");
+                    self.record_failure(addr, AttemptStage::Tcp, error, Instant::now());
+                    return Ok(None);
+                }
+            }
+        } else {
+            stream
+        };
+        self.finish(addr, stream, prefix).await.map(Some)
+    }
+
+    /// The first flight on the committed stream (not at the `response`
+    /// stage: it went out already), and the memory of the winner.
+    async fn finish(
+        &mut self,
+        addr: SocketAddr,
+        mut stream: D::Stream,
+        prefix: Vec<u8>,
+    ) -> Result<Committed<D::Stream>, ConnectError> {
+        if self.target.commit != CommitStage::Response
+            && let Some(flight) = &self.target.first_flight
+        {
+            if let Err(e) = write_flight(&mut stream, flight).await {
+                // Part of the first flight may have reached the server:
+                // sending it on another path would send it twice.
+                let stage = if self.target.tls {
+                    AttemptStage::Tls
+                } else {
+                    AttemptStage::Tcp
+                };
+                self.record_failure(addr, stage, e, Instant::now());
+                return Err(ConnectError::AllAttemptsFailed(self.failures.clone()));
+            }
+            self.first_flights += 1;
+            self.log.push(
+                EventKind::FirstFlight,
+                Some(addr),
+                None,
+                Some(format!("{} bytes", flight.len())),
+            );
+        }
+        self.memory.remember(&self.target.host, self.target.port, addr);
+        Ok(Committed {
+            peer: addr,
+            stream,
+            prefix,
+        })
+    }
+
+    /// Cancels every attempt in flight and waits until each is gone (its
+    /// socket closed). With `park`, attempts that turn out to have reached
+    /// the commit stage already are parked instead.
+    async fn settle_others(&mut self, park: bool) {
+        self.in_flight.abort_all();
+        while let Some(joined) = self.in_flight.join_next_with_id().await {
+            match joined {
+                Ok((id, Outcome::Ready { addr, stream, .. })) => {
+                    self.attempts.remove(&id);
+                    if park {
+                        self.park(addr, stream);
+                    } else {
+                        self.log.push(EventKind::Cancel, Some(addr), None, None);
+                        self.candidates.put_back(addr);
+                    }
+                }
+                Ok((id, Outcome::Failed { addr, stage, error, at })) => {
+                    self.attempts.remove(&id);
+                    self.record_failure(addr, stage, error, at);
+                }
+                Err(e) => {
+                    if let Some((addr, _)) = self.attempts.remove(&e.id()) {
+                        self.log.push(EventKind::Cancel, Some(addr), None, None);
+                        // Cancelled, not failed: a fallback may try it again.
+                        self.candidates.put_back(addr);
+                    }
+                }
+            }
+        }
+        self.attempts.clear();
+    }
+
+    fn park(&mut self, addr: SocketAddr, stream: D::Stream) {
+        let grace = self.config.park_grace;
+        self.log.push(
+            EventKind::Park,
+            Some(addr),
+            None,
+            Some(format!("{} ms", grace.as_millis())),
+        );
+        self.parked.push_back(Parked::new(addr, stream, grace));
+    }
+
+    /// The error for a race with nothing left to try.
+    fn exhausted(&self) -> ConnectError {
+        if !self.found_any && self.failures.is_empty() {
+            if let Some(denied) = self.denied.first() {
+                return ConnectError::Denied(denied.clone());
+            }
+            let why = if self.resolve_errors.is_empty() {
+                "no address".to_owned()
+            } else {
+                self.resolve_errors.join("; ")
+            };
+            return ConnectError::Dns(format!("cannot resolve `{}`: {why}", self.target.host));
+        }
+        // The path works but the server's identity does not: TLS.
+        let tls_only = !self.failures.is_empty()
+            && self.target.tls
+            && self
+                .failures
+                .iter()
+                .all(|f| f.stage == AttemptStage::Tcp && f.error.kind() == AttemptErrorKind::Tls);
+        if tls_only {
+            return ConnectError::Tls(self.failures[0].error.cause().to_owned());
+        }
+        ConnectError::AllAttemptsFailed(self.failures.clone())
+    }
+}
+
+/// A family's lookup as a future that never ends once answered (its
+/// `select!` branch is then simply idle).
+async fn answer<T>(lookup: &mut Option<Lookup<T>>) -> Result<Vec<T>, String> {
+    match lookup {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The answer of a lookup if it is already there, without waiting.
+fn poll_now<T>(lookup: &mut Option<Lookup<T>>) -> Option<Result<Vec<T>, String>> {
+    let future = lookup.as_mut()?;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(answer) => Some(answer),
+        std::task::Poll::Pending => None,
+    }
+}

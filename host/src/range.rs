@@ -1,0 +1,285 @@
+//! Bounded numeric settings: one type carries a setting's range and unit,
+//! so that the configuration file, the command line and the runtime check
+//! refuse the same values with the same bounds.
+//!
+//! A setting's type is written once, beside what it bounds (for example
+//! [`race::AttemptDelay`](crate::race) next to the race's rules), and the
+//! settings use that type for both the TOML key and the flag.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// What a bounded number counts, for messages and conversions.
+pub trait Unit {
+    /// How the unit reads in a message (`milliseconds`); empty for plain
+    /// counts.
+    const NAME: &'static str;
+}
+
+/// Milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Millis {}
+/// Milliseconds, where 0 turns the limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MillisOrOff {}
+/// Seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seconds {}
+/// Seconds, where 0 turns the limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondsOrOff {}
+/// Mebibytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mib {}
+/// Kibibytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kib {}
+/// A plain count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {}
+/// A count, where 0 turns the limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountOrOff {}
+
+impl Unit for Millis {
+    const NAME: &'static str = "milliseconds";
+}
+impl Unit for MillisOrOff {
+    const NAME: &'static str = "milliseconds, 0: no limit";
+}
+impl Unit for Seconds {
+    const NAME: &'static str = "seconds";
+}
+impl Unit for SecondsOrOff {
+    const NAME: &'static str = "seconds, 0: no limit";
+}
+impl Unit for Mib {
+    const NAME: &'static str = "MiB";
+}
+impl Unit for Kib {
+    const NAME: &'static str = "KiB";
+}
+impl Unit for Count {
+    const NAME: &'static str = "";
+}
+impl Unit for CountOrOff {
+    const NAME: &'static str = "0: no limit";
+}
+
+/// A number of `U` between `MIN` and `MAX`, both included. It can only be
+/// made within its bounds.
+pub struct Ranged<U, const MIN: u64, const MAX: u64> {
+    value: u64,
+    unit: PhantomData<U>,
+}
+
+impl<U: Unit, const MIN: u64, const MAX: u64> Ranged<U, MIN, MAX> {
+    /// The smallest value accepted.
+    pub const MIN: u64 = MIN;
+    /// The largest value accepted.
+    pub const MAX: u64 = MAX;
+
+    /// `value`, if it is within the bounds.
+    pub fn new(value: u64) -> Result<Self, OutOfRange> {
+        if (MIN..=MAX).contains(&value) {
+            Ok(Ranged {
+                value,
+                unit: PhantomData,
+            })
+        } else {
+            Err(OutOfRange {
+                value: i128::from(value),
+                min: MIN,
+                max: MAX,
+            })
+        }
+    }
+
+    /// The number, in its unit.
+    pub fn get(self) -> u64 {
+        self.value
+    }
+
+    /// What the setting must be, for a message about a value of the wrong
+    /// type: `an integer (milliseconds)`.
+    pub(crate) fn expected_type() -> String {
+        match U::NAME {
+            "" => "an integer".to_owned(),
+            unit => format!("an integer ({unit})"),
+        }
+    }
+
+    /// The bounds in words, for a message about a value out of them:
+    /// `between 10 and 2000 (milliseconds)`.
+    pub(crate) fn expected_range() -> String {
+        match U::NAME {
+            "" => format!("between {MIN} and {MAX}"),
+            unit => format!("between {MIN} and {MAX} ({unit})"),
+        }
+    }
+
+    /// Whether `value` (in the unit) is within the bounds.
+    pub(crate) fn contains(value: u64) -> bool {
+        (MIN..=MAX).contains(&value)
+    }
+}
+
+/// Conversions of a bounded time into what the runtime uses.
+impl<const MIN: u64, const MAX: u64> Ranged<Millis, MIN, MAX> {
+    /// The duration.
+    pub fn duration(self) -> Duration {
+        Duration::from_millis(self.value)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Ranged<Seconds, MIN, MAX> {
+    /// The duration.
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(self.value)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Ranged<MillisOrOff, MIN, MAX> {
+    /// The duration, `None` for 0 (no limit).
+    pub fn duration(self) -> Option<Duration> {
+        (self.value != 0).then(|| Duration::from_millis(self.value))
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Ranged<SecondsOrOff, MIN, MAX> {
+    /// The duration, `None` for 0 (no limit).
+    pub fn duration(self) -> Option<Duration> {
+        (self.value != 0).then(|| Duration::from_secs(self.value))
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Ranged<Mib, MIN, MAX> {
+    /// The size in bytes.
+    pub fn bytes(self) -> usize {
+        to_usize(self.value) << 20
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Ranged<Kib, MIN, MAX> {
+    /// The size in bytes.
+    pub fn bytes(self) -> usize {
+        to_usize(self.value) << 10
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Ranged<Count, MIN, MAX> {
+    /// The count.
+    pub fn count(self) -> usize {
+        to_usize(self.value)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Ranged<CountOrOff, MIN, MAX> {
+    /// The count, `None` for 0 (no limit).
+    pub fn count(self) -> Option<u32> {
+        (self.value != 0).then(|| u32::try_from(self.value).unwrap_or(u32::MAX))
+    }
+}
+
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+// Derives would bound `U`, which is only a marker.
+impl<U, const MIN: u64, const MAX: u64> Clone for Ranged<U, MIN, MAX> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<U, const MIN: u64, const MAX: u64> Copy for Ranged<U, MIN, MAX> {}
+impl<U, const MIN: u64, const MAX: u64> PartialEq for Ranged<U, MIN, MAX> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+impl<U, const MIN: u64, const MAX: u64> Eq for Ranged<U, MIN, MAX> {}
+
+impl<U, const MIN: u64, const MAX: u64> fmt::Debug for Ranged<U, MIN, MAX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.value, f)
+    }
+}
+
+impl<U, const MIN: u64, const MAX: u64> fmt::Display for Ranged<U, MIN, MAX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.value, f)
+    }
+}
+
+/// The command line's form: a decimal number within the bounds.
+impl<U: Unit, const MIN: u64, const MAX: u64> std::str::FromStr for Ranged<U, MIN, MAX> {
+    type Err = OutOfRange;
+
+    fn from_str(text: &str) -> Result<Self, OutOfRange> {
+        let out = |value| OutOfRange {
+            value,
+            min: MIN,
+            max: MAX,
+        };
+        match text.parse::<i128>() {
+            Ok(n) => u64::try_from(n).map_err(|_| out(n)).and_then(Self::new),
+            Err(_) => Err(OutOfRange {
+                value: i128::MIN,
+                min: MIN,
+                max: MAX,
+            }),
+        }
+    }
+}
+
+/// A value outside a setting's bounds (or, on the command line, not a
+/// number at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfRange {
+    /// `i128::MIN` when the text was not a number.
+    value: i128,
+    min: u64,
+    max: u64,
+}
+
+impl fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value == i128::MIN {
+            write!(f, "not a number in {}..={}", self.min, self.max)
+        } else {
+            write!(f, "{} is not in {}..={}", self.value, self.min, self.max)
+        }
+    }
+}
+
+impl std::error::Error for OutOfRange {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Delay = Ranged<Millis, 10, 2000>;
+
+    #[test]
+    fn bounds_are_inclusive() {
+        assert_eq!(Delay::new(10).unwrap().duration(), Duration::from_millis(10));
+        assert_eq!(Delay::new(2000).unwrap().get(), 2000);
+        assert_eq!(Delay::new(9).unwrap_err().to_string(), "9 is not in 10..=2000");
+        assert_eq!(
+            "2001".parse::<Delay>().unwrap_err().to_string(),
+            "2001 is not in 10..=2000"
+        );
+        assert_eq!("-1".parse::<Delay>().unwrap_err().to_string(), "-1 is not in 10..=2000");
+        assert!("fast".parse::<Delay>().is_err());
+        assert_eq!(Delay::expected_range(), "between 10 and 2000 (milliseconds)");
+    }
+
+    #[test]
+    fn zero_is_off_where_the_unit_says_so() {
+        assert_eq!(Ranged::<MillisOrOff, 0, 10>::new(0).unwrap().duration(), None);
+        assert_eq!(Ranged::<CountOrOff, 0, 10>::new(3).unwrap().count(), Some(3));
+        assert_eq!(Ranged::<Mib, 1, 4096>::new(2).unwrap().bytes(), 2 << 20);
+        assert_eq!(Ranged::<Count, 1, 4>::expected_type(), "an integer");
+    }
+}

@@ -1,0 +1,251 @@
+//! The settings read from files and layered with flags.
+
+use super::*;
+use crate::race::{AttemptDelay, CommitStage};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn parse(text: &str) -> Result<Settings, String> {
+    Settings::from_toml(text, Path::new("/etc/wsgate")).map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_example_config_parses() {
+    let text = include_str!("../../../examples/wsgate.toml");
+    let settings = parse(text).unwrap();
+    assert!(!settings.policy.allow.is_empty());
+    assert!(settings.limits().validate().is_ok());
+    assert_eq!(settings.race.race_config().validate(), Ok(()));
+    assert_eq!(settings.warnings(), [] as [String; 0], "the example uses no old key");
+}
+
+#[test]
+fn every_key_is_read() {
+    let settings = parse(
+        r#"
+        [policy]
+        allow = ["echo.example.com:443", "10.0.0.0/8"]
+        allow-private = true
+        [race]
+        cancel-after = "response"
+        attempt-delay = 100
+        resolution-delay = 20
+        first-family-count = 2
+        max-in-flight = 3
+        park-grace = 500
+        tls-timeout = 700
+        memory-ttl = 60
+        connect-timeout = 3000
+        [dns]
+        server = ["127.0.0.1:5353", "[::1]:5353"]
+        resolve = ["a.test:443:127.0.0.1,::1"]
+        [tls]
+        ca-cert = ["ca.pem", "/abs/ca.pem"]
+        no-system-roots = true
+        [limits]
+        memory = 32
+        cpu-time = 0
+        run-time = 30
+        connections = 4
+        connects-per-second = 2
+        stream-buffer = 64
+        "#,
+    )
+    .unwrap();
+    assert_eq!(settings.policy.allow.len(), 2);
+    assert_eq!(settings.race.cancel_after, Some(CommitStage::Response));
+    assert_eq!(settings.dns.server.len(), 2);
+    assert_eq!(settings.dns.resolve.len(), 1);
+    assert_eq!(
+        settings.tls.ca_cert,
+        [PathBuf::from("/etc/wsgate/ca.pem"), PathBuf::from("/abs/ca.pem")]
+    );
+    let race = settings.race.race_config();
+    assert_eq!(race.attempt_delay, Duration::from_millis(100));
+    assert_eq!(race.max_in_flight, 3);
+    let limits = settings.limits();
+    assert_eq!(limits.memory, 32 << 20);
+    assert_eq!(limits.cpu_time, None, "0 is no limit");
+    assert_eq!(limits.run_time, Some(Duration::from_secs(30)));
+    assert_eq!(limits.connects_per_second, Some(2));
+    assert_eq!(limits.stream_buffer, 64 << 10);
+}
+
+#[test]
+fn each_kind_of_bad_input_names_the_key() {
+    let cases = [
+        // Unknown keys and sections.
+        ("[race]\nattempt-dealy = 100", "unknown key `race.attempt-dealy`"),
+        ("[limits]\nmemroy = 1", "unknown key `limits.memroy`"),
+        ("[proxy]\nx = 1", "unknown section `[proxy]`"),
+        ("allow = [\"x:1\"]", "`allow` must be a section"),
+        // Wrong types.
+        (
+            "[race]\nattempt-delay = \"fast\"",
+            "`race.attempt-delay` must be an integer (milliseconds), not a string",
+        ),
+        (
+            "[race]\nattempt-delay = 2.5",
+            "`race.attempt-delay` must be an integer (milliseconds), not a float",
+        ),
+        (
+            "[policy]\nallow-private = \"yes\"",
+            "`policy.allow-private` must be true or false, not a string",
+        ),
+        (
+            "[policy]\nallow = \"example.com:443\"",
+            "`policy.allow` must be a list of strings",
+        ),
+        (
+            "[policy]\nallow = [443]",
+            "`policy.allow[0]` must be a string, not a integer",
+        ),
+        ("[race]\ncancel-after = 1", "`race.cancel-after` must be a string"),
+        // Impossible values.
+        (
+            "[race]\nattempt-delay = 5",
+            "`race.attempt-delay` must be between 10 and 2000 (milliseconds), not 5",
+        ),
+        (
+            "[race]\nmax-in-flight = 0",
+            "`race.max-in-flight` must be between 1 and 64, not 0",
+        ),
+        (
+            "[limits]\nmemory = 0",
+            "`limits.memory` must be between 1 and 4096 (MiB), not 0",
+        ),
+        (
+            "[limits]\nmemory = -1",
+            "`limits.memory` must be between 1 and 4096 (MiB), not -1",
+        ),
+        (
+            "[limits]\nconnections = 0",
+            "`limits.connections` must be between 1 and 65536, not 0",
+        ),
+        (
+            "[limits]\nstream-buffer = 100000",
+            "`limits.stream-buffer` must be between 1 and 65536 (KiB)",
+        ),
+        (
+            "[race]\ncancel-after = \"never\"",
+            "`race.cancel-after`: `never` is not a commit stage",
+        ),
+        (
+            "[race]\ndns-server = \"localhost\"",
+            "`race.dns-server`: `localhost` is not an ADDR:PORT",
+        ),
+        (
+            "[race]\nresolve = [\"a.test:0:127.0.0.1\"]",
+            "`race.resolve[0]`: bad port `0`",
+        ),
+        (
+            "[dns]\nserver = [\"localhost\"]",
+            "`dns.server[0]`: `localhost` is not an ADDR:PORT",
+        ),
+        (
+            "[dns]\nserver = \"127.0.0.1:53\"",
+            "`dns.server` must be a list of strings (ADDR:PORT entries), not a string",
+        ),
+        (
+            "[dns]\nresolve = [\"a.test:0:127.0.0.1\"]",
+            "`dns.resolve[0]`: bad port `0`",
+        ),
+        ("[dns]\nservers = []", "unknown key `dns.servers`"),
+        (
+            "[tls]\nno-system-roots = 1",
+            "`tls.no-system-roots` must be true or false, not a integer",
+        ),
+        (
+            "[policy]\nallow = [\"ok.example:443\", \"example.com\"]",
+            "`policy.allow[1]`: ",
+        ),
+        // Not TOML.
+        ("[race\nattempt-delay = 1", "line 1: "),
+        ("[race]\nattempt-delay = 100\nattempt-delay = 200", "line 3: "),
+    ];
+    for (text, expected) in cases {
+        let err = parse(text).expect_err(text);
+        assert!(err.contains(expected), "for {text:?}: expected `{expected}` in `{err}`");
+        assert!(!err.contains('\n'), "one line: {err:?}");
+    }
+}
+
+#[test]
+fn flags_override_the_file_and_lists_add_up() {
+    let file = parse("[race]\nattempt-delay = 100\ntls-timeout = 900\n[policy]\nallow = [\"a.example:443\"]").unwrap();
+    let mut flags = Settings::default();
+    flags.race.attempt_delay = Some(AttemptDelay::new(300).unwrap());
+    flags.policy.allow = vec!["b.example:443".parse().unwrap()];
+    let merged = file.merge(flags);
+    assert_eq!(merged.race.race_config().attempt_delay, Duration::from_millis(300));
+    assert_eq!(merged.race.race_config().tls_timeout, Duration::from_millis(900));
+    assert_eq!(merged.policy.allow.len(), 2);
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let err = Settings::from_file(Path::new("/nonexistent/wsgate.toml")).unwrap_err();
+    assert!(
+        err.to_string().contains("cannot read `/nonexistent/wsgate.toml`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn old_keys_are_read_with_a_warning() {
+    let settings = parse(
+        "[race]\nresolve = [\"a.test:443:127.0.0.1\"]\ndns-server = \"127.0.0.1:5353\"\n\
+         [dns]\nresolve = [\"b.test:443:127.0.0.2\"]",
+    )
+    .unwrap();
+    let hosts: Vec<&str> = settings.dns.resolve.iter().map(|o| o.host.as_str()).collect();
+    assert_eq!(hosts, ["a.test", "b.test"]);
+    assert_eq!(settings.dns.server, [DnsServer("127.0.0.1:5353".parse().unwrap())]);
+    assert_eq!(
+        settings.warnings(),
+        [
+            "`race.resolve` is now `dns.resolve`: the old key is read in this release only",
+            "`race.dns-server` is now `dns.server`: the old key is read in this release only",
+        ]
+    );
+}
+
+#[test]
+fn a_flag_and_a_key_share_one_definition() {
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        settings: Settings,
+    }
+    // Every key of the file is a flag of the same name (but the old keys,
+    // and `dns.server`, whose flag says what server it is).
+    let flags = Flags::try_parse_from([
+        "wsgate",
+        "--allow",
+        "a.example:443",
+        "--attempt-delay",
+        "100",
+        "--dns-server",
+        "127.0.0.1:53",
+        "--memory",
+        "32",
+        "--no-system-roots",
+    ])
+    .unwrap()
+    .settings;
+    let file = parse(
+        "[policy]\nallow = [\"a.example:443\"]\n[race]\nattempt-delay = 100\n\
+         [dns]\nserver = [\"127.0.0.1:53\"]\n[limits]\nmemory = 32\n[tls]\nno-system-roots = true",
+    )
+    .unwrap();
+    assert_eq!(flags.race.race_config(), file.race.race_config());
+    assert_eq!(flags.limits(), file.limits());
+    assert_eq!(flags.dns.server, file.dns.server);
+    assert_eq!(flags.policy.allow, file.policy.allow);
+    assert_eq!(flags.tls.no_system_roots, file.tls.no_system_roots);
+    // The same bounds refuse the same value, in the flag's words.
+    let err = Flags::try_parse_from(["wsgate", "--attempt-delay", "5"]).err().unwrap();
+    assert!(err.to_string().contains("5 is not in 10..=2000"), "{err}");
+}
