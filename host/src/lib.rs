@@ -20,8 +20,9 @@
 //!   flags ([`Settings`]); [`range`]: the bounded numbers they are made of.
 //! - `connect`: the `wsgate:connect` capability ([`ConnectConfig`]), a
 //!   `Ctx` + `View` + `HasData` triple as `wasmtime-wasi` does it.
-//! - `policy`: the operator's egress allow rules ([`Rule`], [`Policy`]),
-//!   checked on the name before DNS and on every address after it.
+//! - [`policy`]: the operator's egress allow rules ([`Rule`](policy::Rule),
+//!   [`Policy`](policy::Policy)), checked on the name before DNS and on
+//!   every address after it.
 //! - `resolve`: names to addresses (hickory-resolver, IP literals,
 //!   `--resolve` overrides, [`Override`]).
 //! - `race`: from a list of addresses to one committed connection (Happy
@@ -64,7 +65,7 @@ mod connect;
 mod error;
 mod host_name;
 mod limits;
-mod policy;
+pub mod policy;
 mod race;
 pub mod range;
 mod report;
@@ -77,7 +78,6 @@ pub use connect::{ConnectConfig, ConnectConfigBuilder};
 pub use error::{Error, ErrorKind};
 pub use host_name::{HostName, HostNameError};
 pub use limits::Limits;
-pub use policy::{Denied, Policy, Rule, RuleError};
 pub use race::CommitStage;
 pub use report::LogSink;
 pub use resolve::{Override, ParseOverrideError};

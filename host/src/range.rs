@@ -3,8 +3,9 @@
 //! refuse the same values with the same bounds.
 //!
 //! A setting's type is written once, beside what it bounds (for example
-//! [`race::AttemptDelay`](crate::race) next to the race's rules), and the
-//! settings use that type for both the TOML key and the flag.
+//! [`AttemptDelay`](crate::settings::AttemptDelay) next to the race's
+//! rules), and the settings use that type for both the TOML key and the
+//! flag.
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -66,7 +66,7 @@ pub struct Limits {
     /// CPU time of the plugin's run: its own code and the host's work inside
     /// its calls, on the CPU clock of the thread running it, so that waiting
     /// (on the network, or for a core on a busy host) is not counted.
-    /// Enforced at [`EPOCH_TICK`] granularity.
+    /// Enforced at the granularity of the engine's epoch tick (10 ms).
     pub cpu_time: Option<Duration>,
     /// Wall-clock bound on a whole run, instantiation included.
     pub run_time: Option<Duration>,
@@ -96,7 +96,7 @@ impl Default for Limits {
 impl Limits {
     /// Checks that every value is possible, naming the first one that is
     /// not by its configuration key. The bounds are the settings' own
-    /// ([`MemoryMib`] and its siblings).
+    /// ([`MemoryMib`](crate::settings::MemoryMib) and its siblings).
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |why: String| Err(Error::config(why));
         let within =

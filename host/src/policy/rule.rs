@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-/// A parsed allow rule (see the [module documentation](self) for the
+/// A parsed allow rule (see the [module documentation](super) for the
 /// syntax).
 ///
 /// [`Display`](fmt::Display) prints the rule's canonical text, which parses

@@ -44,7 +44,12 @@ mod sections;
 #[cfg(test)]
 mod tests;
 
-pub use sections::{DnsServer, DnsSettings, LimitsSettings, PolicySettings, RaceSettings, TlsSettings};
+pub use sections::{DnsServer, DnsSettings, LimitsSettings, NotAnAddress, PolicySettings, RaceSettings, TlsSettings};
+
+/// The bounded types of the settings, each named for its setting.
+pub use crate::connect::{ConnectTimeoutMs, MemoryTtlSecs};
+pub use crate::limits::{Connections, ConnectsPerSecond, CpuTimeMs, MemoryMib, RunTimeSecs, StreamBufferKib};
+pub use crate::race::{AttemptDelay, FirstFamilyCount, MaxInFlight, ParkGrace, ResolutionDelay, TlsTimeout};
 
 use crate::connect::{ConnectConfig, ConnectConfigBuilder};
 use crate::error::Error;
