@@ -183,13 +183,19 @@ where
 {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wsgate"));
     configure(&mut command);
+    command.args(args);
+    run_bounded(command)
+}
+
+/// Runs `command` to its end, killing it after [`RUN_LIMIT`].
+pub fn run_bounded(mut command: Command) -> Run {
+    let program = command.get_program().to_string_lossy().into_owned();
     let mut child = command
-        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start wsgate");
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let out = std::thread::spawn(move || {
@@ -204,13 +210,13 @@ where
     });
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for wsgate") {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
         if started.elapsed() > RUN_LIMIT {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("wsgate ran longer than {RUN_LIMIT:?}: {:?}", err.join());
+            panic!("{program} ran longer than {RUN_LIMIT:?}: {:?}", err.join());
         }
         std::thread::sleep(Duration::from_millis(10));
     };
