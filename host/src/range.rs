@@ -18,54 +18,38 @@ pub trait Unit {
     const NAME: &'static str;
 }
 
-/// Milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Millis {}
-/// Milliseconds, where 0 turns the limit off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MillisOrOff {}
-/// Seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seconds {}
-/// Seconds, where 0 turns the limit off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecondsOrOff {}
-/// Mebibytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mib {}
-/// Kibibytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kib {}
-/// A plain count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Count {}
-/// A count, where 0 turns the limit off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CountOrOff {}
+/// Declares the unit markers, each with its name in messages.
+macro_rules! units {
+    ($( $(#[$doc:meta])* $unit:ident = $name:literal; )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+            pub enum $unit {}
 
-impl Unit for Millis {
-    const NAME: &'static str = "milliseconds";
+            impl Unit for $unit {
+                const NAME: &'static str = $name;
+            }
+        )*
+    };
 }
-impl Unit for MillisOrOff {
-    const NAME: &'static str = "milliseconds, 0: no limit";
-}
-impl Unit for Seconds {
-    const NAME: &'static str = "seconds";
-}
-impl Unit for SecondsOrOff {
-    const NAME: &'static str = "seconds, 0: no limit";
-}
-impl Unit for Mib {
-    const NAME: &'static str = "MiB";
-}
-impl Unit for Kib {
-    const NAME: &'static str = "KiB";
-}
-impl Unit for Count {
-    const NAME: &'static str = "";
-}
-impl Unit for CountOrOff {
-    const NAME: &'static str = "0: no limit";
+
+units! {
+    /// Milliseconds.
+    Millis = "milliseconds";
+    /// Milliseconds, where 0 turns the limit off.
+    MillisOrOff = "milliseconds, 0: no limit";
+    /// Seconds.
+    Seconds = "seconds";
+    /// Seconds, where 0 turns the limit off.
+    SecondsOrOff = "seconds, 0: no limit";
+    /// Mebibytes.
+    Mib = "MiB";
+    /// Kibibytes.
+    Kib = "KiB";
+    /// A plain count.
+    Count = "";
+    /// A count, where 0 turns the limit off.
+    CountOrOff = "0: no limit";
 }
 
 /// A number of `U` between `MIN` and `MAX`, both included. It can only be

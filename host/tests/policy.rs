@@ -328,32 +328,38 @@ fn a_plugin_may_ask_for_an_earlier_commit_stage_never_a_later_one() {
     }
 }
 
+/// `hostile connect HOST PORT` under rules for `wsgate.test` and
+/// 127.0.0.1, with the pin `PIN:PORT:127.0.0.1` and a DNS server that knows
+/// nothing, so that only the pin can answer.
+fn connect_through_pin(pin: &str, host: &str, port: &str, dns: &wsgate_testbed::DnsHandle) -> Run {
+    let mut args = run_args_strict("hostile");
+    args.extend(
+        [
+            "--allow",
+            "wsgate.test:*",
+            "--allow",
+            "127.0.0.1",
+            "--resolve",
+            &format!("{pin}:{port}:127.0.0.1"),
+            "--dns-server",
+            &dns.addr().to_string(),
+            "--",
+            "connect",
+            host,
+            port,
+        ]
+        .map(String::from),
+    );
+    wsgate(args)
+}
+
 #[test]
 fn a_trailing_dot_or_capitals_do_not_get_around_a_pin() {
     let tb = testbed(Behaviour::Ok, Behaviour::Ok, false);
     let port = tb.port().to_string();
-    // A DNS server that knows nothing: only the pin can answer.
     let empty = spawn_dns_in_thread(vec![]).unwrap();
     for host in ["wsgate.test", "wsgate.test.", "WSGATE.Test.", "127.0.0.1."] {
-        let mut args = run_args_strict("hostile");
-        args.extend(
-            [
-                "--allow",
-                "wsgate.test:*",
-                "--allow",
-                "127.0.0.1",
-                "--resolve",
-                &format!("wsgate.test:{port}:127.0.0.1"),
-                "--dns-server",
-                &empty.addr().to_string(),
-                "--",
-                "connect",
-                host,
-                &port,
-            ]
-            .map(String::from),
-        );
-        let run = wsgate(args);
+        let run = connect_through_pin("wsgate.test", host, &port, &empty);
         assert_eq!(run.lines(), [format!("connected 127.0.0.1:{port}")], "{host}: {run:?}");
     }
     assert!(empty.queries().is_empty(), "no name went to DNS: {:?}", empty.queries());
@@ -363,29 +369,10 @@ fn a_trailing_dot_or_capitals_do_not_get_around_a_pin() {
 fn a_pin_written_with_or_without_a_trailing_dot_answers_for_the_name() {
     let tb = testbed(Behaviour::Ok, Behaviour::Ok, false);
     let port = tb.port().to_string();
-    // A DNS server that knows nothing: only the pin can answer.
     let empty = spawn_dns_in_thread(vec![]).unwrap();
     for pin in ["wsgate.test.", "WSGATE.test", "wsgate.test"] {
         for host in ["wsgate.test", "wsgate.test."] {
-            let mut args = run_args_strict("hostile");
-            args.extend(
-                [
-                    "--allow",
-                    "wsgate.test:*",
-                    "--allow",
-                    "127.0.0.1",
-                    "--resolve",
-                    &format!("{pin}:{port}:127.0.0.1"),
-                    "--dns-server",
-                    &empty.addr().to_string(),
-                    "--",
-                    "connect",
-                    host,
-                    &port,
-                ]
-                .map(String::from),
-            );
-            let run = wsgate(args);
+            let run = connect_through_pin(pin, host, &port, &empty);
             let expected = [format!("connected 127.0.0.1:{port}")];
             assert_eq!(run.lines(), expected, "pin {pin}, host {host}: {run:?}");
         }

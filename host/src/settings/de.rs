@@ -8,7 +8,6 @@
 //! without parsing any message's text.
 
 use crate::range::{Ranged, Unit};
-use serde::Deserialize as _;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::forward_to_deserialize_any;
 use std::fmt;
@@ -300,60 +299,49 @@ pub(crate) trait Described: FromStr {
 }
 
 /// A string that parses as `T`, the parser's reason naming what is wrong.
-struct Text<T>(T);
+/// Alone it says what it is (`a string (a commit stage)`); in a list, the
+/// list says it.
+struct Parse<T> {
+    in_list: bool,
+    parsed: PhantomData<T>,
+}
 
-impl<'de, T: Described> serde::Deserialize<'de> for Text<T>
-where
-    T::Err: fmt::Display,
-{
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Parse<T>(PhantomData<T>);
-
-        impl<T: Described> Visitor<'_> for Parse<T>
-        where
-            T::Err: fmt::Display,
-        {
-            type Value = Text<T>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a string ({})", T::WHAT)
-            }
-
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<T>, E> {
-                s.parse().map(Text).map_err(E::custom)
-            }
+impl<T> Parse<T> {
+    fn new(in_list: bool) -> Self {
+        Parse {
+            in_list,
+            parsed: PhantomData,
         }
-
-        d.deserialize_any(Parse(PhantomData))
     }
 }
 
-/// An item of a list of strings: the list says what the items are.
-struct Item<T>(T);
-
-impl<'de, T: Described> serde::Deserialize<'de> for Item<T>
+impl<T: Described> Visitor<'_> for Parse<T>
 where
     T::Err: fmt::Display,
 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Parse<T>(PhantomData<T>);
+    type Value = T;
 
-        impl<T: Described> Visitor<'_> for Parse<T>
-        where
-            T::Err: fmt::Display,
-        {
-            type Value = Item<T>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Item<T>, E> {
-                s.parse().map(Item).map_err(E::custom)
-            }
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.in_list {
+            f.write_str("a string")
+        } else {
+            write!(f, "a string ({})", T::WHAT)
         }
+    }
 
-        d.deserialize_any(Parse(PhantomData))
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+        s.parse().map_err(E::custom)
+    }
+}
+
+impl<'de, T: Described> DeserializeSeed<'de> for Parse<T>
+where
+    T::Err: fmt::Display,
+{
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
@@ -364,7 +352,7 @@ where
     T: Described,
     T::Err: fmt::Display,
 {
-    Text::<T>::deserialize(d).map(|t| Some(t.0))
+    Parse::new(false).deserialize(d).map(Some)
 }
 
 /// `key = ["text", ...]`, each parsed as `T` (for
@@ -389,7 +377,7 @@ where
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
             let mut items = Vec::new();
-            while let Some(Item(item)) = seq.next_element::<Item<T>>()? {
+            while let Some(item) = seq.next_element_seed(Parse::new(true))? {
                 items.push(item);
             }
             Ok(items)
