@@ -30,10 +30,11 @@
 //! the race has no notion of the operator's policy, only of a check that
 //! [`Race::new`] cannot be called without.
 //!
-//! The pieces: [`machine`](self) (the state machine), `attempt` (one
+//! The pieces: `machine` ([`Race`], the state machine), `attempt` (one
 //! attempt's task), `park` (attempts kept for a fallback), `order` (which
-//! address next, and the memory of winners), `family`, `dial` and
-//! `transport` (the I/O seam and its streams), `error`.
+//! address next, and the memory of winners), `family` (IPv6 or IPv4),
+//! `dial` and `transport` (the I/O seam and its streams), `error` (how
+//! attempts and connects fail).
 
 mod attempt;
 mod dial;
