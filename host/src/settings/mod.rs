@@ -90,32 +90,36 @@ impl Settings {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config(format!("cannot read `{}`", path.display())).with_source(e))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Settings::from_toml(&text, base).map_err(|e| Error::config(format!("`{}`: {e}", path.display())))
+        Settings::parse(&text, base).map_err(|why| Error::config(format!("`{}`: {why}", path.display())))
     }
 
     /// Parses a configuration from TOML text; relative CA paths are taken
     /// from `base`. The error is one line that names the key and says what
     /// is wrong.
     pub fn from_toml(text: &str, base: &Path) -> Result<Settings, Error> {
+        Settings::parse(text, base).map_err(Error::config)
+    }
+
+    fn parse(text: &str, base: &Path) -> Result<Settings, String> {
         let value: toml::Value = text.parse::<toml::Table>().map(toml::Value::Table).map_err(|e| {
             // toml's message spans lines (a snippet of the file); its
             // first line names the place, its last the problem.
             let msg = e.message().trim().to_owned();
-            Error::config(match e.span().map(|s| line_of(text, s.start)) {
+            match e.span().map(|s| line_of(text, s.start)) {
                 Some(line) => format!("line {line}: {msg}"),
                 None => msg,
-            })
+            }
         })?;
         if let toml::Value::Table(table) = &value
             && let Some((name, other)) = table.iter().find(|(_, v)| !v.is_table())
         {
-            return Err(Error::config(format!(
+            return Err(format!(
                 "`{name}` must be a section ({}), not a {}",
                 de::sections(SECTIONS),
                 other.type_str()
-            )));
+            ));
         }
-        let mut settings: Settings = de::from_value(&value).map_err(|e| Error::config(e.to_string()))?;
+        let mut settings: Settings = de::from_value(&value).map_err(|e| e.to_string())?;
         settings.tls.ca_cert = settings.tls.ca_cert.iter().map(|p| base.join(p)).collect();
         settings.move_old_keys();
         Ok(settings)

@@ -183,6 +183,21 @@ fn flags_override_the_file_and_lists_add_up() {
 }
 
 #[test]
+fn a_bad_file_is_named_once_with_its_problem() {
+    let path = std::env::temp_dir().join(format!("wsgate-settings-{}.toml", std::process::id()));
+    std::fs::write(&path, "[race]\nattempt-delay = 1\n").unwrap();
+    let err = Settings::from_file(&path).unwrap_err().to_string();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        err,
+        format!(
+            "invalid configuration: `{}`: `race.attempt-delay` must be between 10 and 2000 (milliseconds), not 1",
+            path.display()
+        )
+    );
+}
+
+#[test]
 fn a_missing_file_is_named() {
     let err = Settings::from_file(Path::new("/nonexistent/wsgate.toml")).unwrap_err();
     assert!(
