@@ -5,8 +5,8 @@
 #   examples/demo.sh BIN_DIR PLUGIN_DIR
 set -euo pipefail
 
-bin_dir=${1:?usage: demo.sh BIN_DIR PLUGIN_DIR}
-plugin_dir=${2:?usage: demo.sh BIN_DIR PLUGIN_DIR}
+bin_dir=$(cd "${1:?usage: demo.sh BIN_DIR PLUGIN_DIR}" && pwd)
+plugin_dir=$(cd "${2:?usage: demo.sh BIN_DIR PLUGIN_DIR}" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-demo.XXXXXX")
 testbed_pid=
 
@@ -32,18 +32,22 @@ port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' <<<"$ready")
 [[ -n $port ]] || { echo "demo: the testbed did not start: $ready" >&2; exit 1; }
 
 name=wsgate.test
-echo "testbed: wss echo on [::1]:$port and 127.0.0.1:$port (both ok); $name resolves to both"
-echo "\$ wsgate run echo-client.wasm --allow $name:$port --allow-private --resolve $name:$port:[::1],127.0.0.1 -- wss://$name:$port/ hello 'from a plugin' 🦀"
-"$bin_dir/wsgate" run "$plugin_dir/echo-client.wasm" \
-    --allow "$name:$port" --allow-private \
-    --resolve "$name:$port:[::1],127.0.0.1" \
-    --ca-cert "$work/ca.pem" \
-    --race-log "$work/race.jsonl" \
-    --verbose \
-    -- "wss://$name:$port/" hello "from a plugin" 🦀 2>"$work/wsgate.err" || {
-        cat "$work/wsgate.err" >&2
-        exit 1
-    }
+echo "testbed: wss echo on [::1]:$port and 127.0.0.1:$port (both ok); $name resolves to both; its CA is ca.pem"
+args=(--allow "$name:$port" --allow-private --resolve "$name:$port:[::1],127.0.0.1" --ca-cert ca.pem --verbose
+    -- "wss://$name:$port/" hello "from a plugin" 🦀)
+# The command as it would be typed in the testbed's directory.
+shell_words() {
+    local word words=()
+    for word; do
+        if [[ $word =~ ^[A-Za-z0-9_./:,@%+=-]+$ ]]; then words+=("$word"); else words+=("'$word'"); fi
+    done
+    echo "${words[*]}"
+}
+echo "\$ wsgate run echo-client.wasm $(shell_words "${args[@]}")"
+(cd "$work" && "$bin_dir/wsgate" run "$plugin_dir/echo-client.wasm" "${args[@]}") 2>"$work/wsgate.err" || {
+    cat "$work/wsgate.err" >&2
+    exit 1
+}
 # The per-connect line: which address won, at which stage, how fast.
 grep '^wsgate: connect' "$work/wsgate.err" | sed 's/^wsgate: /summary: /'
 grep '^wsgate: start-up' "$work/wsgate.err" | sed 's/^wsgate: /timing:  /'
