@@ -107,8 +107,9 @@ fn run(args: RunArgs) -> Result<i32, Error> {
             eprintln!("wsgate: warning: {warning}");
         }
         let settings = file.merge(args.settings.clone());
+        // Within bounds by their types; `Runtime::run` checks them again for
+        // callers that build `Limits` by hand.
         let limits = settings.limits();
-        limits.validate()?;
         let mut config = settings.connect_builder();
         if let Some(path) = &args.race_log {
             config = config.race_log(open_log(path)?);

@@ -67,17 +67,13 @@ impl<U: Unit, const MIN: u64, const MAX: u64> Ranged<U, MIN, MAX> {
 
     /// `value`, if it is within the bounds.
     pub fn new(value: u64) -> Result<Self, OutOfRange> {
-        if (MIN..=MAX).contains(&value) {
+        if Self::contains(value) {
             Ok(Ranged {
                 value,
                 unit: PhantomData,
             })
         } else {
-            Err(OutOfRange {
-                value: i128::from(value),
-                min: MIN,
-                max: MAX,
-            })
+            Err(OutOfRange::of::<MIN, MAX>(Some(value.into())))
         }
     }
 
@@ -202,19 +198,10 @@ impl<U: Unit, const MIN: u64, const MAX: u64> std::str::FromStr for Ranged<U, MI
     type Err = OutOfRange;
 
     fn from_str(text: &str) -> Result<Self, OutOfRange> {
-        let out = |value| OutOfRange {
-            value,
-            min: MIN,
-            max: MAX,
-        };
-        match text.parse::<i128>() {
-            Ok(n) => u64::try_from(n).map_err(|_| out(n)).and_then(Self::new),
-            Err(_) => Err(OutOfRange {
-                value: i128::MIN,
-                min: MIN,
-                max: MAX,
-            }),
-        }
+        let n: i128 = text.parse().map_err(|_| OutOfRange::of::<MIN, MAX>(None))?;
+        u64::try_from(n)
+            .map_err(|_| OutOfRange::of::<MIN, MAX>(Some(n)))
+            .and_then(Self::new)
     }
 }
 
@@ -222,18 +209,27 @@ impl<U: Unit, const MIN: u64, const MAX: u64> std::str::FromStr for Ranged<U, MI
 /// number at all).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutOfRange {
-    /// `i128::MIN` when the text was not a number.
-    value: i128,
+    /// `None` when the text was not a number.
+    value: Option<i128>,
     min: u64,
     max: u64,
 }
 
+impl OutOfRange {
+    fn of<const MIN: u64, const MAX: u64>(value: Option<i128>) -> Self {
+        OutOfRange {
+            value,
+            min: MIN,
+            max: MAX,
+        }
+    }
+}
+
 impl fmt::Display for OutOfRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.value == i128::MIN {
-            write!(f, "not a number in {}..={}", self.min, self.max)
-        } else {
-            write!(f, "{} is not in {}..={}", self.value, self.min, self.max)
+        match self.value {
+            None => write!(f, "not a number in {}..={}", self.min, self.max),
+            Some(n) => write!(f, "{n} is not in {}..={}", self.min, self.max),
         }
     }
 }

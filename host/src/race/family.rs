@@ -14,12 +14,7 @@ pub(crate) enum Family {
 impl Family {
     /// The family of `addr`.
     pub(crate) fn of(addr: SocketAddr) -> Family {
-        Family::of_ip(addr.ip())
-    }
-
-    /// The family of `ip`.
-    pub(crate) fn of_ip(ip: IpAddr) -> Family {
-        match ip {
+        match addr.ip() {
             IpAddr::V6(_) => Family::V6,
             IpAddr::V4(_) => Family::V4,
         }

@@ -17,10 +17,19 @@ use std::str::FromStr;
 /// Why the file's settings were refused, and where.
 #[derive(Debug)]
 pub(crate) struct FileError {
-    /// The key's path, outermost first: `race`, `attempt-delay`; `[0]` for
-    /// an item of a list.
-    path: Vec<String>,
+    /// The key's path, outermost first: `race`, `attempt-delay`; an index
+    /// for an item of a list.
+    path: Vec<Segment>,
     problem: Problem,
+}
+
+/// One step of a key's path.
+#[derive(Debug)]
+enum Segment {
+    /// A table's key.
+    Key(String),
+    /// An array's index.
+    Index(usize),
 }
 
 #[derive(Debug)]
@@ -39,19 +48,31 @@ enum Problem {
 }
 
 impl FileError {
+    fn new(problem: Problem) -> Self {
+        FileError {
+            path: Vec::new(),
+            problem,
+        }
+    }
+
     /// The error, inside `segment` of the path.
-    fn within(mut self, segment: String) -> Self {
+    fn within(mut self, segment: Segment) -> Self {
         self.path.insert(0, segment);
         self
     }
 
+    /// `race.attempt-delay`, `policy.allow[0]`.
     fn path(&self) -> String {
         let mut path = String::new();
         for segment in &self.path {
-            if !path.is_empty() && !segment.starts_with('[') {
-                path.push('.');
+            match segment {
+                Segment::Key(key) if path.is_empty() => path.push_str(key),
+                Segment::Key(key) => {
+                    path.push('.');
+                    path.push_str(key);
+                }
+                Segment::Index(i) => path.push_str(&format!("[{i}]")),
             }
-            path.push_str(segment);
         }
         path
     }
@@ -118,15 +139,6 @@ impl de::Error for FileError {
             key: field.to_owned(),
             known: expected,
         })
-    }
-}
-
-impl FileError {
-    fn new(problem: Problem) -> Self {
-        FileError {
-            path: Vec::new(),
-            problem,
-        }
     }
 }
 
@@ -218,7 +230,8 @@ impl<'de> MapAccess<'de> for Entries<'de> {
         let (Some(key), Some(value)) = (self.key.take(), self.value.take()) else {
             return Err(de::Error::custom("a value without its key"));
         };
-        seed.deserialize(Value(value)).map_err(|e| e.within(key.to_owned()))
+        seed.deserialize(Value(value))
+            .map_err(|e| e.within(Segment::Key(key.to_owned())))
     }
 }
 
@@ -239,7 +252,7 @@ impl<'de> SeqAccess<'de> for Items<'de> {
         self.index += 1;
         seed.deserialize(Value(item))
             .map(Some)
-            .map_err(|e| e.within(format!("[{index}]")))
+            .map_err(|e| e.within(Segment::Index(index)))
     }
 }
 
