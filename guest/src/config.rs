@@ -1,4 +1,6 @@
-//! Client settings: extra handshake headers, subprotocols and limits.
+//! Settings: the limits both roles share ([`Limits`]), the client's
+//! ([`ClientConfig`]: extra handshake headers, subprotocols) and the
+//! server's ([`ServerConfig`](crate::server::ServerConfig)).
 
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use crate::error::Error;
 /// Header names the SDK writes itself, or that would change the meaning of
 /// the upgrade request. Letting a caller set them would produce a request
 /// that the SDK's own checks of the response then contradict.
-const RESERVED_HEADERS: &[&str] = &[
+pub(crate) const RESERVED_HEADERS: &[&str] = &[
     "host",
     "upgrade",
     "connection",
@@ -44,11 +46,8 @@ const RESERVED_HEADERS: &[&str] = &[
 pub struct ClientConfig {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) subprotocols: Vec<String>,
-    pub(crate) max_frame_size: usize,
-    pub(crate) max_message_size: usize,
-    pub(crate) max_fragments: usize,
+    pub(crate) limits: Limits,
     pub(crate) max_response_head: usize,
-    pub(crate) close_timeout: Duration,
     pub(crate) deflate: Option<DeflateConfig>,
     pub(crate) invalid: Option<String>,
 }
@@ -58,18 +57,89 @@ impl Default for ClientConfig {
         ClientConfig {
             headers: Vec::new(),
             subprotocols: Vec::new(),
+            limits: Limits::default(),
+            max_response_head: 16 << 10,
+            deflate: None,
+            invalid: None,
+        }
+    }
+}
+
+/// The limits of a WebSocket session, whichever its role: what the peer
+/// may send (frame, message, fragments) and how long the close handshake
+/// waits.
+///
+/// [`ClientConfig`] and [`ServerConfig`](crate::server::ServerConfig) each
+/// hold one, set through their builder methods of the same names, or all
+/// at once with their `limits` method:
+///
+/// ```
+/// use wsgate_guest::{ClientConfig, Limits, server::ServerConfig};
+/// let limits = Limits::default().max_message_size(1 << 20).max_frame_size(1 << 20);
+/// let client = ClientConfig::default().limits(limits.clone());
+/// let server = ServerConfig::default().limits(limits);
+/// # let _ = (client, server);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub(crate) max_frame_size: usize,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_fragments: usize,
+    pub(crate) close_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 16 MiB frames, 64 MiB messages, 131072 fragments, a 5 s close
+    /// timeout.
+    fn default() -> Self {
+        Limits {
             max_frame_size: 16 << 20,
             max_message_size: 64 << 20,
             // Fragment count bounds the work of a message whose frames are
             // tiny (empty continuations cost no message budget). It is set
             // well above the 65536 fragments of Autobahn's "4 MiB in 64-byte
-            // fragments" cases, which real servers can legitimately match.
+            // fragments" cases, which real peers can legitimately match.
             max_fragments: 1 << 17,
-            max_response_head: 16 << 10,
             close_timeout: Duration::from_secs(5),
-            deflate: None,
-            invalid: None,
         }
+    }
+}
+
+impl Limits {
+    /// The largest frame payload accepted from the peer, in bytes
+    /// (default 16 MiB). A larger frame ends the session with 1009 as soon
+    /// as its header arrives.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// The largest message accepted from the peer, in bytes, after
+    /// reassembly of its fragments and after decompression (default
+    /// 64 MiB); its compressed size is held to it too. A larger message
+    /// ends the session with 1009 as soon as a header or the decompressed
+    /// data shows it. Memory grows with the data that arrived, never to
+    /// more than this.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// The most frames one message may be split into (default 131072),
+    /// empty ones included: it bounds the work of a message of tiny frames.
+    /// More ends the session with 1009.
+    pub fn max_fragments(mut self, count: usize) -> Self {
+        self.max_fragments = count;
+        self
+    }
+
+    /// How long [`WebSocket::close`](crate::WebSocket::close) waits for the
+    /// peer's answering Close, and
+    /// [`WebSocket::wait_closed`](crate::WebSocket::wait_closed) for the end
+    /// of the stream (default 5 s). A zero duration does not wait at all.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
     }
 }
 
@@ -114,7 +184,7 @@ impl ClientConfig {
     /// (default 16 MiB). A larger frame ends the session with 1009 as soon
     /// as its header arrives.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.max_frame_size = bytes;
+        self.limits.max_frame_size = bytes;
         self
     }
 
@@ -125,7 +195,7 @@ impl ClientConfig {
     /// data shows it. Memory grows with the data that arrived, never to
     /// more than this.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
+        self.limits.max_message_size = bytes;
         self
     }
 
@@ -133,7 +203,13 @@ impl ClientConfig {
     /// empty ones included: it bounds the work of a message of tiny frames.
     /// More ends the session with 1009.
     pub fn max_fragments(mut self, count: usize) -> Self {
-        self.max_fragments = count;
+        self.limits.max_fragments = count;
+        self
+    }
+
+    /// All the session's limits at once (see [`Limits`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -149,7 +225,7 @@ impl ClientConfig {
     /// [`WebSocket::wait_closed`](crate::WebSocket::wait_closed) for the end
     /// of the stream (default 5 s). A zero duration does not wait at all.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
+        self.limits.close_timeout = timeout;
         self
     }
 
@@ -190,7 +266,7 @@ pub(crate) fn is_token(s: &str) -> bool {
 
 /// RFC 9110 §5.5 field value: visible ASCII, spaces, tabs and obs-text; no
 /// CR, LF or other controls.
-fn is_field_value(s: &str) -> bool {
+pub(crate) fn is_field_value(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 

@@ -1,6 +1,7 @@
-//! The permessage-deflate extension (RFC 7692): the offer, the strict
-//! checks of the server's answer, and the per-message compressor and
-//! decompressor.
+//! The permessage-deflate extension (RFC 7692): the client's offer and its
+//! strict checks of the server's answer, the server's choice among the
+//! client's offers and its answer, and the per-message compressor and
+//! decompressor (either end's).
 //!
 //! Compression uses `flate2` with its pure-Rust backend (`miniz_oxide`),
 //! which builds for wasm32-wasip2. That backend always compresses with a
@@ -30,7 +31,19 @@ pub(crate) const RSV1: u8 = 0b100;
 const WINDOW_BITS: std::ops::RangeInclusive<u8> = 8..=15;
 
 /// What a client asks for when it offers permessage-deflate
-/// ([`ClientConfig::deflate`](crate::ClientConfig::deflate)).
+/// ([`ClientConfig::deflate`](crate::ClientConfig::deflate)), or what a
+/// server asks for when it accepts an offer
+/// ([`ServerConfig::deflate`](crate::server::ServerConfig::deflate)).
+///
+/// As a server's, each setting is a wish the answer carries where RFC 7692
+/// lets it: `server_no_context_takeover` (the server resets its context
+/// after each message: it keeps no 32 KiB window between messages),
+/// `client_no_context_takeover` (asks the client to do the same),
+/// `server_max_window_bits` (the largest window the server compresses with,
+/// answered only when the client's offer has the parameter) and
+/// `client_max_window_bits` (a limit on the client's window, answered only
+/// when the client's offer allows it). A server accepts the first offer it
+/// understands and declines (answers no extension) when there is none.
 ///
 /// The default offers the extension with `client_max_window_bits` (no
 /// value: the server may limit the client's window) and asks for nothing
@@ -173,6 +186,110 @@ pub(crate) fn negotiate<'a>(
     Ok(agreed)
 }
 
+/// A client's offer of permessage-deflate, as a server reads it.
+#[derive(Debug, Default)]
+struct Offer {
+    client_no_context_takeover: bool,
+    server_no_context_takeover: bool,
+    server_max_window_bits: Option<u8>,
+    /// `client_max_window_bits`, with its value if it had one.
+    client_max_window_bits: Option<Option<u8>>,
+}
+
+/// The server's side of the negotiation: reads the client's
+/// `Sec-WebSocket-Extensions` values and accepts the first permessage-deflate
+/// offer that is valid (RFC 7692 §5: an offer with an unknown or repeated
+/// parameter, or a bad value, is declined, and the next one considered).
+/// Returns the agreed parameters and the answer's header value, or `None`
+/// when no offer could be accepted. Other extensions are ignored: a server
+/// answers only those it accepts.
+pub(crate) fn accept_offer<'a>(
+    config: &DeflateConfig,
+    values: impl Iterator<Item = &'a [u8]>,
+) -> Option<(DeflateParams, String)> {
+    let offers = values
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    for element in offers {
+        let mut parts = element.split(';').map(str::trim);
+        if !parts.next().is_some_and(|name| name.eq_ignore_ascii_case(NAME)) {
+            continue;
+        }
+        let Some(offer) = read_offer(parts) else { continue };
+        return Some(answer_offer(config, &offer));
+    }
+    None
+}
+
+/// Parses the parameters of one offer; `None` if it must be declined.
+fn read_offer<'a>(parts: impl Iterator<Item = &'a str>) -> Option<Offer> {
+    let mut offer = Offer::default();
+    let mut seen: Vec<String> = Vec::new();
+    for part in parts {
+        let (key, value) = match part.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(unquote(v.trim()))),
+            None => (part, None),
+        };
+        let key = key.to_ascii_lowercase();
+        if seen.contains(&key) {
+            return None;
+        }
+        match (key.as_str(), value) {
+            ("client_no_context_takeover", None) => offer.client_no_context_takeover = true,
+            ("server_no_context_takeover", None) => offer.server_no_context_takeover = true,
+            ("server_max_window_bits", Some(v)) => offer.server_max_window_bits = Some(window(v)?),
+            ("client_max_window_bits", None) => offer.client_max_window_bits = Some(None),
+            ("client_max_window_bits", Some(v)) => offer.client_max_window_bits = Some(Some(window(v)?)),
+            _ => return None,
+        }
+        seen.push(key);
+    }
+    Some(offer)
+}
+
+/// The parameters and the answer of a server with `config` to `offer`.
+fn answer_offer(config: &DeflateConfig, offer: &Offer) -> (DeflateParams, String) {
+    let mut answer = String::from(NAME);
+    let server_nct = offer.server_no_context_takeover || config.server_no_context_takeover;
+    if server_nct {
+        answer.push_str("; server_no_context_takeover");
+    }
+    let client_nct = offer.client_no_context_takeover || config.client_no_context_takeover;
+    if client_nct {
+        answer.push_str("; client_no_context_takeover");
+    }
+    // Only in answer to the client's request (RFC 7692 §7.1.2.1), and never
+    // above it.
+    let server_bits = match offer.server_max_window_bits {
+        Some(asked) => {
+            let bits = asked.min(config.server_max_window_bits.unwrap_or(15));
+            answer.push_str(&format!("; server_max_window_bits={bits}"));
+            bits
+        }
+        None => 15,
+    };
+    // Only when the client allowed it (§7.1.2.2), and never above what it
+    // offered.
+    let client_bits = match (offer.client_max_window_bits, config.client_max_window_bits) {
+        (Some(offered), Some(wanted)) => {
+            let bits = wanted.min(offered.unwrap_or(15));
+            answer.push_str(&format!("; client_max_window_bits={bits}"));
+            bits
+        }
+        (Some(Some(offered)), None) => offered,
+        _ => 15,
+    };
+    let params = DeflateParams {
+        client_no_context_takeover: client_nct,
+        server_no_context_takeover: server_nct,
+        client_max_window_bits: client_bits,
+        server_max_window_bits: server_bits,
+    };
+    (params, answer)
+}
+
 /// Parses and checks the parameters of the server's permessage-deflate.
 fn parameters<'a>(offer: &DeflateConfig, parts: impl Iterator<Item = &'a str>) -> Result<DeflateParams, Error> {
     let bad = |what: String| Error::handshake(format!("permessage-deflate: {what}"));
@@ -259,7 +376,8 @@ fn window(v: &str) -> Option<u8> {
     v.parse::<u8>().ok().filter(|b| WINDOW_BITS.contains(b))
 }
 
-/// The compressor of the messages the client sends.
+/// The compressor of the messages we send. It takes the client's view of
+/// [`DeflateParams`] (`client_*` is ours): a server hands it the mirror.
 pub(crate) struct Deflater {
     compress: Compress,
     no_context_takeover: bool,
@@ -336,7 +454,8 @@ impl std::fmt::Debug for Deflater {
     }
 }
 
-/// The decompressor of the messages the server sends.
+/// The decompressor of the messages the peer sends, in the client's view
+/// of [`DeflateParams`] (`server_*` is the peer's), as the compressor.
 pub(crate) struct Inflater {
     decompress: Decompress,
     no_context_takeover: bool,
@@ -559,6 +678,114 @@ mod tests {
         let e = negotiate(None, std::iter::once(&b"permessage-deflate"[..])).unwrap_err();
         assert!(e.to_string().contains("none was offered"), "{e}");
         assert!(negotiate(Some(&d), std::iter::once(&b"permessage-deflate\xff"[..])).is_err());
+    }
+
+    fn accept_str(config: &DeflateConfig, offers: &str) -> Option<(DeflateParams, String)> {
+        accept_offer(config, std::iter::once(offers.as_bytes()))
+    }
+
+    #[test]
+    fn server_accepts_offers() {
+        let d = DeflateConfig::default();
+        assert_eq!(
+            accept_str(&d, "permessage-deflate"),
+            Some((params(false, false), "permessage-deflate".into()))
+        );
+        // The client's requests are honoured and answered.
+        let (p, answer) = accept_str(
+            &d,
+            "permessage-deflate; client_no_context_takeover; server_no_context_takeover; \
+             server_max_window_bits=10; client_max_window_bits",
+        )
+        .unwrap();
+        assert_eq!(
+            answer,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10"
+        );
+        assert_eq!(
+            p,
+            DeflateParams {
+                client_no_context_takeover: true,
+                server_no_context_takeover: true,
+                client_max_window_bits: 15,
+                server_max_window_bits: 10,
+            }
+        );
+        // The server's own wishes, where the offer lets them be said.
+        let wishes = DeflateConfig::default()
+            .server_no_context_takeover(true)
+            .client_no_context_takeover(true)
+            .server_max_window_bits(12)
+            .client_max_window_bits(11);
+        let (p, answer) = accept_str(&wishes, "permessage-deflate; client_max_window_bits=13").unwrap();
+        assert_eq!(
+            answer,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits=11"
+        );
+        assert_eq!((p.client_max_window_bits, p.server_max_window_bits), (11, 15));
+        let (p, answer) = accept_str(&wishes, "permessage-deflate; server_max_window_bits=9").unwrap();
+        assert!(answer.ends_with("; server_max_window_bits=9"), "{answer}");
+        assert_eq!((p.client_max_window_bits, p.server_max_window_bits), (15, 9));
+        // An offered client window is what the client will use.
+        let (p, answer) = accept_str(&d, "permessage-deflate; client_max_window_bits=\"9\"").unwrap();
+        assert_eq!((answer.as_str(), p.client_max_window_bits), ("permessage-deflate", 9));
+        // The first valid offer wins; bad ones and other extensions are
+        // passed over.
+        let values: [&[u8]; 2] = [
+            b"x-webkit-deflate-frame, permessage-deflate; foo",
+            b"permessage-deflate; server_max_window_bits=7, permessage-deflate; server_max_window_bits=8, \
+              permessage-deflate",
+        ];
+        let (p, _) = accept_offer(&d, values.into_iter()).unwrap();
+        assert_eq!(p.server_max_window_bits, 8);
+    }
+
+    #[test]
+    fn server_declines_bad_offers() {
+        let d = DeflateConfig::default();
+        for offer in [
+            "",
+            "x-webkit-deflate-frame",
+            "permessage-deflate; foo",
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            "permessage-deflate; server_no_context_takeover=1",
+            "permessage-deflate; server_max_window_bits",
+            "permessage-deflate; server_max_window_bits=16",
+            "permessage-deflate; server_max_window_bits=010",
+            "permessage-deflate; client_max_window_bits=7",
+            "permessage-deflate; client_max_window_bits; client_max_window_bits",
+        ] {
+            assert_eq!(accept_str(&d, offer), None, "{offer:?}");
+        }
+        assert_eq!(accept_offer(&d, std::iter::once(&b"permessage-deflate\xff"[..])), None);
+    }
+
+    /// What our server answers, our client accepts, and the two ends'
+    /// compressors and decompressors agree.
+    #[test]
+    fn server_answer_satisfies_client() {
+        let offers = [
+            DeflateConfig::default(),
+            DeflateConfig::default()
+                .server_no_context_takeover(true)
+                .server_max_window_bits(9),
+            DeflateConfig::default()
+                .client_no_context_takeover(true)
+                .client_max_window_bits(10),
+        ];
+        let wishes = [
+            DeflateConfig::default(),
+            DeflateConfig::default()
+                .client_max_window_bits(12)
+                .server_no_context_takeover(true),
+        ];
+        for offer in &offers {
+            for wish in &wishes {
+                let (server, answer) = accept_str(wish, &offer.offer()).expect("accepted");
+                let client = negotiate_str(offer, &answer).unwrap().expect("agreed");
+                assert_eq!(server, client, "{} / {answer}", offer.offer());
+            }
+        }
     }
 
     fn inflate_all(inf: &mut Inflater, compressed: &[u8], max: usize) -> Result<Vec<u8>, Error> {

@@ -16,7 +16,8 @@ pub enum ErrorKind {
     /// Reading from or writing to the byte stream failed.
     Io,
     /// The opening handshake failed: the server did not answer with a valid
-    /// `101 Switching Protocols`, or the request could not be built.
+    /// `101 Switching Protocols`, or the request could not be built; for a
+    /// server, the request was refused.
     Handshake,
     /// The peer closed the byte stream without a WebSocket Close frame
     /// (before the handshake response was complete, or during the session).
@@ -125,6 +126,13 @@ impl Error {
         e
     }
 
+    /// A request this server refused, answered with `status`.
+    pub(crate) fn refused(status: u16, reason: &str, detail: &str) -> Error {
+        let mut e = Error::handshake(format!("refused the upgrade request with {status} {reason}: {detail}"));
+        e.inner.status = Some(status);
+        e
+    }
+
     /// EOF before a complete response head.
     pub(crate) fn closed_before_response(detail: impl Into<String>) -> Error {
         let mut e = Error::with(ErrorKind::ConnectionClosed, detail);
@@ -194,7 +202,8 @@ impl Error {
     }
 
     /// The HTTP status of a handshake answer other than 101, if that is
-    /// what failed.
+    /// what failed: the server's answer for a client, the status a server
+    /// refused the request with.
     pub fn status(&self) -> Option<u16> {
         self.inner.status
     }

@@ -1,5 +1,6 @@
 //! The frame layer (RFC 6455 §5.2): opcodes, headers, masking, and an
-//! incremental decoder of the frames a server sends.
+//! incremental frame decoder, for either end: a client's decoder refuses
+//! masked frames, a server's requires them.
 
 use crate::error::Error;
 
@@ -259,6 +260,8 @@ enum State {
 pub struct FrameDecoder {
     max_frame_size: u64,
     allowed_rsv: u8,
+    /// Frames must be masked (a server's decoder), or must not be.
+    masked: bool,
     head: [u8; FrameHeader::MAX_SIZE],
     head_len: usize,
     state: State,
@@ -266,13 +269,30 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     /// A decoder accepting payloads of at most `max_frame_size` bytes.
+    ///
+    /// This is a client's decoder, of the frames a server sends: a masked
+    /// frame is a protocol error (1002). [`FrameDecoder::for_server`] is the
+    /// other end's.
     pub fn new(max_frame_size: usize) -> FrameDecoder {
         FrameDecoder {
             max_frame_size: u64::try_from(max_frame_size).unwrap_or(u64::MAX),
             allowed_rsv: 0,
+            masked: false,
             head: [0; FrameHeader::MAX_SIZE],
             head_len: 0,
             state: State::Header,
+        }
+    }
+
+    /// A server's decoder, of the frames a client sends, accepting payloads
+    /// of at most `max_frame_size` bytes: an unmasked frame is a protocol
+    /// error (1002, RFC 6455 §5.1). Payload pieces come out as they were
+    /// sent, masked: unmask them with [`apply_mask_at`] and the header's
+    /// key.
+    pub fn for_server(max_frame_size: usize) -> FrameDecoder {
+        FrameDecoder {
+            masked: true,
+            ..FrameDecoder::new(max_frame_size)
         }
     }
 
@@ -364,8 +384,10 @@ impl FrameDecoder {
                 h.rsv
             )));
         }
-        if h.mask.is_some() {
-            return Err(Error::protocol("server sent a masked frame"));
+        match (h.mask.is_some(), self.masked) {
+            (true, false) => return Err(Error::protocol("server sent a masked frame")),
+            (false, true) => return Err(Error::protocol("client sent an unmasked frame")),
+            _ => {}
         }
         if h.opcode.is_control() {
             if !h.fin {

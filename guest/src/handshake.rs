@@ -1,5 +1,6 @@
-//! The opening handshake (RFC 6455 §4): the upgrade request, and the
-//! incremental reading and checking of the server's response.
+//! The client's opening handshake (RFC 6455 §4.1): the upgrade request, and
+//! the incremental reading and checking of the server's response. The
+//! server's side is [`server`](crate::server).
 
 use std::io::Read;
 
@@ -216,7 +217,7 @@ impl Response {
     }
 }
 
-fn trim(v: &[u8]) -> &[u8] {
+pub(crate) fn trim(v: &[u8]) -> &[u8] {
     v.trim_ascii()
 }
 
@@ -228,25 +229,20 @@ fn trim(v: &[u8]) -> &[u8] {
 /// given to `httparse`. The head is held to a maximum size.
 #[derive(Debug)]
 pub struct ResponseParser {
-    buf: Vec<u8>,
-    /// How far `buf` has been searched for the end of the head.
-    scanned: usize,
-    max_head: usize,
+    head: HeadBuffer,
 }
 
 impl ResponseParser {
     /// A parser accepting heads of at most `max_head` bytes.
     pub fn new(max_head: usize) -> ResponseParser {
         ResponseParser {
-            buf: Vec::new(),
-            scanned: 0,
-            max_head,
+            head: HeadBuffer::new(max_head),
         }
     }
 
     /// Whether any byte was fed yet.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.head.is_empty()
     }
 
     /// Feeds the next bytes. Returns the response once its head is complete,
@@ -255,6 +251,44 @@ impl ResponseParser {
     ///
     /// The response is parsed, not checked; see [`Response::verify`].
     pub fn feed(&mut self, data: &[u8]) -> Result<Option<(Response, Vec<u8>)>, Error> {
+        match self.head.feed(data) {
+            Ok(Some((head, leftover))) => Ok(Some((parse_head(&head)?, leftover))),
+            Ok(None) => Ok(None),
+            Err(max) => Err(Error::handshake(format!("response head exceeds {max} bytes"))),
+        }
+    }
+}
+
+/// A complete head and the bytes that came after it.
+pub(crate) type HeadAndRest = (Vec<u8>, Vec<u8>);
+
+/// The bytes of an HTTP head as they arrive, up to its empty line: the part
+/// the response's and the request's parsers share.
+#[derive(Debug)]
+pub(crate) struct HeadBuffer {
+    buf: Vec<u8>,
+    /// How far `buf` has been searched for the end of the head.
+    scanned: usize,
+    max_head: usize,
+}
+
+impl HeadBuffer {
+    pub(crate) fn new(max_head: usize) -> HeadBuffer {
+        HeadBuffer {
+            buf: Vec::new(),
+            scanned: 0,
+            max_head,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Feeds the next bytes: the whole head and the bytes past it once its
+    /// empty line arrived, `Ok(None)` while it has not, and `Err(max)` once
+    /// the head is longer than `max` bytes.
+    pub(crate) fn feed(&mut self, data: &[u8]) -> Result<Option<HeadAndRest>, usize> {
         // Take no more than fits under the cap, so that the buffer stays
         // bounded whatever the caller feeds; the rest is either leftover
         // (if the head ends within the part taken) or proof of an
@@ -264,18 +298,15 @@ impl ResponseParser {
         self.buf.extend_from_slice(&data[..take]);
         match self.find_end() {
             Some(end) => {
-                let response = parse_head(&self.buf[..end])?;
                 let mut leftover = Vec::with_capacity(self.buf.len() - end + data.len() - take);
                 leftover.extend_from_slice(&self.buf[end..]);
                 leftover.extend_from_slice(&data[take..]);
-                self.buf.clear();
+                let mut head = std::mem::take(&mut self.buf);
+                head.truncate(end);
                 self.scanned = 0;
-                Ok(Some((response, leftover)))
+                Ok(Some((head, leftover)))
             }
-            None if self.buf.len() >= self.max_head => Err(Error::handshake(format!(
-                "response head exceeds {} bytes",
-                self.max_head
-            ))),
+            None if self.buf.len() >= self.max_head => Err(self.max_head),
             None => Ok(None),
         }
     }
@@ -283,26 +314,29 @@ impl ResponseParser {
     /// The end of the head (just past its empty line), if it arrived. Lines
     /// end in CRLF or, as `httparse` tolerates, a bare LF.
     fn find_end(&mut self) -> Option<usize> {
-        let buf = &self.buf;
-        let mut i = self.scanned;
-        while i < buf.len() {
-            if buf[i] == b'\n' {
-                match (buf.get(i + 1), buf.get(i + 2)) {
-                    (Some(b'\n'), _) => return Some(i + 2),
-                    (Some(b'\r'), Some(b'\n')) => return Some(i + 3),
-                    // Not enough bytes yet to tell: resume at this LF.
-                    (None, _) | (Some(b'\r'), None) => {
-                        self.scanned = i;
-                        return None;
-                    }
-                    _ => {}
-                }
-            }
-            i += 1;
-        }
-        self.scanned = buf.len();
-        None
+        let (end, scanned) = find_head_end(&self.buf, self.scanned);
+        self.scanned = scanned;
+        end
     }
+}
+
+/// Searches `buf` from `from` for the end of a head (just past its empty
+/// line). Without one, also returns where to resume once more bytes came.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> (Option<usize>, usize) {
+    let mut i = from;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            match (buf.get(i + 1), buf.get(i + 2)) {
+                (Some(b'\n'), _) => return (Some(i + 2), i),
+                (Some(b'\r'), Some(b'\n')) => return (Some(i + 3), i),
+                // Not enough bytes yet to tell: resume at this LF.
+                (None, _) | (Some(b'\r'), None) => return (None, i),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    (None, buf.len())
 }
 
 fn parse_head(head: &[u8]) -> Result<Response, Error> {

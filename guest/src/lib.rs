@@ -37,6 +37,8 @@
 //!
 //! - [`url`]: `ws://` and `wss://` URLs.
 //! - [`handshake`]: the upgrade request and the checks of the response.
+//! - [`server`]: the server's side of the handshake: the checks of the
+//!   upgrade request, the `101` and the refusals, and [`server::accept`].
 //! - [`frame`]: frame headers, masking and the incremental frame decoder.
 //! - `session` (internal): the sans-I/O protocol core. It takes received
 //!   bytes and returns messages (reassembled, decompressed, UTF-8 checked,
@@ -77,6 +79,7 @@ pub mod frame;
 pub mod handshake;
 mod message;
 mod rand;
+pub mod server;
 mod session;
 #[cfg(test)]
 mod testing;
@@ -90,7 +93,7 @@ mod wasm;
 #[cfg(target_arch = "wasm32")]
 pub use wasm::{HostStream, RaceEvent, connect, connect_with_config};
 
-pub use config::ClientConfig;
+pub use config::{ClientConfig, Limits};
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{Error, ErrorKind};
 pub use handshake::{Request, Response, read_response};

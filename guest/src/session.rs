@@ -18,7 +18,7 @@ mod tests;
 
 use std::io;
 
-use crate::config::ClientConfig;
+use crate::config::Limits;
 use crate::deflate::DeflateParams;
 use crate::error::{Error, ErrorKind};
 use crate::frame::{MAX_CONTROL_PAYLOAD, OpCode};
@@ -30,15 +30,33 @@ use incoming::Incoming;
 use outgoing::Outgoing;
 
 /// Which end of the connection a session is, which decides how the frames
-/// it sends are masked (RFC 6455 §5.1: a client masks every frame, a server
-/// none).
-///
-/// Only the client is built. What it accepts is the client's rule too: the
-/// frame decoder refuses masked frames.
+/// it sends are masked and which frames it accepts (RFC 6455 §5.1: a client
+/// masks every frame and a server none; each fails the connection with 1002
+/// on a frame masked the other way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
     /// The end that sent the upgrade request.
     Client,
+    /// The end that answered it.
+    Server,
+}
+
+impl Role {
+    /// permessage-deflate's parameters as this end applies them: the
+    /// compressor and decompressor take the client's view (`client_*` for
+    /// what we send, `server_*` for what we receive), which a server
+    /// mirrors.
+    fn own_view(self, params: &DeflateParams) -> DeflateParams {
+        match self {
+            Role::Client => *params,
+            Role::Server => DeflateParams {
+                client_no_context_takeover: params.server_no_context_takeover,
+                server_no_context_takeover: params.client_no_context_takeover,
+                client_max_window_bits: params.server_max_window_bits,
+                server_max_window_bits: params.client_max_window_bits,
+            },
+        }
+    }
 }
 
 /// Where a session is in its life.
@@ -63,13 +81,15 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// A session whose opening handshake is done, with the limits of
-    /// `config` and permessage-deflate if it was agreed.
-    pub(crate) fn new(role: Role, config: &ClientConfig, deflate: Option<&DeflateParams>) -> Session {
+    /// A session whose opening handshake is done, with `limits` and
+    /// permessage-deflate if it was agreed (`deflate` as negotiated, in the
+    /// terms of RFC 7692: `client_*` are the client's, whatever our role).
+    pub(crate) fn new(role: Role, limits: &Limits, deflate: Option<&DeflateParams>) -> Session {
+        let deflate = deflate.map(|params| role.own_view(params));
         Session {
             state: State::Open,
-            incoming: Incoming::new(config, deflate),
-            outgoing: Outgoing::new(role, deflate),
+            incoming: Incoming::new(role, limits, deflate.as_ref()),
+            outgoing: Outgoing::new(role, deflate.as_ref()),
         }
     }
 

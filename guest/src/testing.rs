@@ -66,3 +66,36 @@ fn decode_client_frames(mut bytes: &[u8]) -> Vec<(FrameHeader, Vec<u8>)> {
     }
     out
 }
+
+/// A client frame: masked with `mask`, RSV bits `rsv` (as in
+/// `FrameHeader::rsv`).
+pub(crate) fn masked_frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let header = FrameHeader {
+        fin,
+        rsv,
+        opcode: OpCode::from_bits(opcode).expect("opcode"),
+        mask: Some(mask),
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0; FrameHeader::MAX_SIZE];
+    let n = header.encode(&mut head);
+    let mut v = head[..n].to_vec();
+    let at = v.len();
+    v.extend_from_slice(payload);
+    apply_mask(&mut v[at..], mask);
+    v
+}
+
+/// Decodes a server's frames from `bytes`, checking each is unmasked:
+/// opcode, RSV bits, payload.
+pub(crate) fn server_frames(mut bytes: &[u8]) -> Vec<(OpCode, u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (h, n) = FrameHeader::decode(bytes).unwrap().expect("whole header");
+        assert!(h.mask.is_none(), "server frames are not masked");
+        let len = h.payload_len as usize;
+        out.push((h.opcode, h.rsv, bytes[n..n + len].to_vec()));
+        bytes = &bytes[n + len..];
+    }
+    out
+}

@@ -6,11 +6,12 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Limits};
 use crate::deflate::DeflateParams;
 use crate::error::{Error, ErrorKind};
 use crate::handshake::Response;
 use crate::message::{CloseFrame, Message};
+use crate::server::{Accept, ServerConfig};
 use crate::session::{Role, Session, State, ended};
 use crate::transport::Transport;
 
@@ -21,8 +22,13 @@ mod tests;
 /// takes few reads, small enough to be cheap in a component's memory.
 const READ_CHUNK: usize = 64 << 10;
 
-/// A WebSocket client session over a byte stream `S` whose opening
-/// handshake is done.
+/// A WebSocket session over a byte stream `S` whose opening handshake is
+/// done, as the client ([`client`](crate::client),
+/// [`WebSocket::from_response`]) or as the server
+/// ([`accept`](crate::server::accept), [`WebSocket::from_accept`]). The
+/// role decides the masking (a client masks what it sends and refuses
+/// masked frames; a server sends unmasked and requires masked frames,
+/// failing the session with 1002 otherwise); everything else is the same.
 ///
 /// It is blocking: [`recv`](WebSocket::recv) reads until a message is
 /// complete and [`send`](WebSocket::send) writes a whole frame, in one
@@ -57,22 +63,37 @@ impl<S: Transport> WebSocket<S> {
     /// offered permessage-deflate, use [`WebSocket::from_response`], which
     /// knows whether the server accepted it.
     pub fn from_upgraded(stream: S, leftover: Vec<u8>, config: ClientConfig) -> Self {
-        Self::with_extensions(stream, leftover, config, None)
+        Self::with_extensions(stream, leftover, Role::Client, &config.limits, None)
     }
 
     /// Wraps a stream whose handshake produced `response` (from
     /// [`read_response`](crate::handshake::read_response)), with the
     /// extensions the server agreed to in it.
     pub fn from_response(stream: S, response: &Response, leftover: Vec<u8>, config: ClientConfig) -> Self {
-        Self::with_extensions(stream, leftover, config, response.deflate())
+        Self::with_extensions(stream, leftover, Role::Client, &config.limits, response.deflate())
     }
 
-    fn with_extensions(stream: S, leftover: Vec<u8>, config: ClientConfig, deflate: Option<&DeflateParams>) -> Self {
+    /// The server's session over a stream on which `accept` (from
+    /// [`UpgradeRequest::accept`](crate::server::UpgradeRequest::accept))
+    /// was written, with the limits of `config` and the extensions agreed
+    /// in `accept`. `leftover` holds the bytes the client sent past its
+    /// request head (none, from the wsgate host).
+    pub fn from_accept(stream: S, accept: &Accept, leftover: Vec<u8>, config: &ServerConfig) -> Self {
+        Self::with_extensions(stream, leftover, Role::Server, &config.limits, accept.deflate())
+    }
+
+    fn with_extensions(
+        stream: S,
+        leftover: Vec<u8>,
+        role: Role,
+        limits: &Limits,
+        deflate: Option<&DeflateParams>,
+    ) -> Self {
         let rend = leftover.len();
         WebSocket {
             stream,
-            session: Session::new(Role::Client, &config, deflate),
-            close_timeout: config.close_timeout,
+            session: Session::new(role, limits, deflate),
+            close_timeout: limits.close_timeout,
             rbuf: leftover,
             rpos: 0,
             rend,
@@ -102,9 +123,22 @@ impl<S: Transport> WebSocket<S> {
         self.session.state() == State::Open
     }
 
+    /// Whether messages can still be received: the peer's Close has not
+    /// arrived and no error ended the session.
+    pub fn can_recv(&self) -> bool {
+        matches!(self.session.state(), State::Open | State::CloseSent)
+    }
+
     /// Whether permessage-deflate is in use.
     pub fn is_compressed(&self) -> bool {
         self.session.is_compressed()
+    }
+
+    /// Whether bytes were received that are not decoded yet: then
+    /// [`recv_buffered`](WebSocket::recv_buffered) has work to do without
+    /// reading.
+    pub fn has_buffered(&self) -> bool {
+        self.rpos < self.rend
     }
 
     /// Sends a message as one frame (compressed under permessage-deflate).
@@ -124,7 +158,7 @@ impl<S: Transport> WebSocket<S> {
     /// Close was sent already), then reads until the peer's Close arrives,
     /// discarding other messages.
     ///
-    /// The wait is bounded by [`ClientConfig::close_timeout`] (default
+    /// The wait is bounded by [`Limits::close_timeout`] (default
     /// 5 s), whatever the stream's own read timeout, which is restored
     /// afterwards. When it passes, the error is of kind
     /// [`ErrorKind::Timeout`] and the session stays closing: `close` may be
@@ -160,8 +194,8 @@ impl<S: Transport> WebSocket<S> {
         })
     }
 
-    /// Waits for the server to close the connection, at most
-    /// [`ClientConfig::close_timeout`], discarding whatever it still sends.
+    /// Waits for the peer to close the connection, at most
+    /// [`Limits::close_timeout`], discarding whatever it still sends.
     ///
     /// RFC 6455 §7.1.1 has the server close the TCP connection first, and
     /// a client wait for that: call this after the close handshake (or
@@ -169,7 +203,8 @@ impl<S: Transport> WebSocket<S> {
     /// it matters to the server (the Autobahn testsuite notes a client that
     /// drops first). `Ok` once the stream ended (or the peer reset it); an
     /// error of kind [`ErrorKind::Timeout`] when it did not in time. Before
-    /// the close handshake it fails without reading.
+    /// the close handshake it fails without reading. A server does not need
+    /// it: it closes the connection first, by dropping the session.
     pub fn wait_closed(&mut self) -> Result<(), Error> {
         if matches!(self.session.state(), State::Open | State::CloseSent) {
             return Err(Error::local(
@@ -254,29 +289,58 @@ impl<S: Transport> WebSocket<S> {
         // Each pass decodes input or reads more (or returns), so the loop
         // ends with the stream or the message limits.
         loop {
-            match self.session.read(&self.rbuf[self.rpos..self.rend]) {
-                Ok((used, None)) => {
-                    self.rpos += used;
-                    self.fill()?;
-                }
-                Ok((used, Some(message))) => {
-                    self.rpos += used;
-                    // A Pong that cannot be written fails the session; the
-                    // echo of a Close is best effort, the peer having
-                    // likely gone already: its Close is still the answer
-                    // to give the caller.
-                    return match (self.write_out(), message) {
-                        (Ok(()), message) | (Err(_), message @ Message::Close(_)) => Ok(message),
-                        (Err(e), _) => Err(e),
-                    };
-                }
-                Err(e) => {
-                    // The Close that reports a violation is best effort.
-                    let _ = self.write_out();
-                    return Err(e);
+            if let Some(message) = self.recv_buffered()? {
+                return Ok(message);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Decodes the bytes received already and returns the message they
+    /// complete, if any, without reading from the stream: `Ok(None)` when
+    /// they end inside a message (they are then all decoded, and kept as
+    /// its beginning). Answers Pings and Closes, and fails on violations,
+    /// as [`recv`](WebSocket::recv) does.
+    ///
+    /// With [`recv_once`](WebSocket::recv_once), the pieces of an event loop
+    /// over several sessions that never waits on a stream that has nothing
+    /// to read (see `select` in the wasm32 build).
+    pub fn recv_buffered(&mut self) -> Result<Option<Message>, Error> {
+        match self.session.read(&self.rbuf[self.rpos..self.rend]) {
+            Ok((used, None)) => {
+                self.rpos += used;
+                Ok(None)
+            }
+            Ok((used, Some(message))) => {
+                self.rpos += used;
+                // A Pong that cannot be written fails the session; the
+                // echo of a Close is best effort, the peer having likely
+                // gone already: its Close is still the answer to give the
+                // caller.
+                match (self.write_out(), message) {
+                    (Ok(()), message) | (Err(_), message @ Message::Close(_)) => Ok(Some(message)),
+                    (Err(e), _) => Err(e),
                 }
             }
+            Err(e) => {
+                // The Close that reports a violation is best effort.
+                let _ = self.write_out();
+                Err(e)
+            }
         }
+    }
+
+    /// Returns the next message if the bytes received already complete one;
+    /// otherwise reads the stream once (one read, which waits only until
+    /// some bytes are there) and returns the message those complete, if
+    /// any. When the stream is known to be readable (its pollable is ready),
+    /// this does not wait.
+    pub fn recv_once(&mut self) -> Result<Option<Message>, Error> {
+        if let Some(message) = self.recv_buffered()? {
+            return Ok(Some(message));
+        }
+        self.fill()?;
+        self.recv_buffered()
     }
 
     /// Reads more input once all of it was decoded.

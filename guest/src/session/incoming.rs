@@ -2,11 +2,13 @@
 //! reassembled from their fragments (decompressed, UTF-8 checked) within
 //! the limits, control frames collected whole.
 
-use crate::config::ClientConfig;
+use crate::config::Limits;
 use crate::deflate::{DeflateParams, Inflater, RSV1};
 use crate::error::Error;
-use crate::frame::{Decoded, FrameDecoder, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
+use crate::frame::{Decoded, FrameDecoder, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, apply_mask_at};
 use crate::message::{CloseFrame, Message};
+
+use super::Role;
 
 /// The most a message's buffer takes before its bytes arrive: a header may
 /// announce up to the limits, and memory should follow what was received,
@@ -54,6 +56,11 @@ pub(super) struct Incoming {
     max_fragments: usize,
     /// The frame whose payload is arriving.
     current: Option<FrameHeader>,
+    /// How many payload bytes of the current frame arrived (the offset
+    /// into its masking key, for a server).
+    received: usize,
+    /// The unmasked copy of a compressed piece, reused (a server's only).
+    unmasked: Vec<u8>,
     /// The payload of the control frame being received (at most 125 bytes).
     control: Vec<u8>,
     partial: Option<Partial>,
@@ -62,8 +69,11 @@ pub(super) struct Incoming {
 }
 
 impl Incoming {
-    pub(super) fn new(config: &ClientConfig, deflate: Option<&DeflateParams>) -> Incoming {
-        let mut decoder = FrameDecoder::new(config.max_frame_size);
+    pub(super) fn new(role: Role, config: &Limits, deflate: Option<&DeflateParams>) -> Incoming {
+        let mut decoder = match role {
+            Role::Client => FrameDecoder::new(config.max_frame_size),
+            Role::Server => FrameDecoder::for_server(config.max_frame_size),
+        };
         if deflate.is_some() {
             decoder.allow_rsv(RSV1);
         }
@@ -72,6 +82,8 @@ impl Incoming {
             max_message_size: u64::try_from(config.max_message_size).unwrap_or(u64::MAX),
             max_fragments: config.max_fragments,
             current: None,
+            received: 0,
+            unmasked: Vec::new(),
             control: Vec::with_capacity(MAX_CONTROL_PAYLOAD),
             partial: None,
             inflater: deflate.map(|params| Box::new(Inflater::new(params))),
@@ -166,6 +178,7 @@ impl Incoming {
             }
         }
         self.current = Some(header);
+        self.received = 0;
         Ok(())
     }
 
@@ -175,8 +188,13 @@ impl Incoming {
         let Some(header) = self.current else {
             return Err(Error::protocol("payload without a frame header"));
         };
+        // Where this piece starts in the frame's payload, for its mask.
+        let offset = self.received;
+        self.received += data.len();
         if header.opcode.is_control() {
+            let at = self.control.len();
             self.control.extend_from_slice(data);
+            unmask(&mut self.control[at..], header.mask, offset);
             if !end {
                 return Ok(None);
             }
@@ -190,6 +208,15 @@ impl Incoming {
         if partial.compressed {
             let Some(inflater) = &mut self.inflater else {
                 return Err(Error::protocol("compressed message without permessage-deflate"));
+            };
+            let data = match header.mask {
+                None => data,
+                Some(mask) => {
+                    self.unmasked.clear();
+                    self.unmasked.extend_from_slice(data);
+                    apply_mask_at(&mut self.unmasked, mask, offset);
+                    &self.unmasked
+                }
             };
             inflater.inflate(data, &mut partial.data, max)?;
             if end && header.fin {
@@ -205,7 +232,9 @@ impl Incoming {
                 max
             };
             grow(&mut partial.data, data.len(), bound);
+            let at = partial.data.len();
             partial.data.extend_from_slice(data);
+            unmask(&mut partial.data[at..], header.mask, offset);
         }
         if partial.text && partial.validated < partial.data.len() {
             partial.validate()?;
@@ -239,6 +268,14 @@ impl Incoming {
             OpCode::Pong => Message::Pong(payload),
             _ => Message::Close(CloseFrame::parse(&payload)?),
         })
+    }
+}
+
+/// Unmasks a piece of a masked payload that starts at payload offset
+/// `offset`; an unmasked one (a server's frame) is left as it is.
+fn unmask(piece: &mut [u8], mask: Option<[u8; 4]>, offset: usize) {
+    if let Some(mask) = mask {
+        apply_mask_at(piece, mask, offset);
     }
 }
 

@@ -101,6 +101,8 @@ impl Frames {
             // Every client frame has a fresh unpredictable key (RFC 6455
             // §5.3).
             Role::Client => Some(self.masks.next()?),
+            // A server's frames are never masked.
+            Role::Server => None,
         };
         let header = FrameHeader {
             fin: true,

@@ -2,6 +2,7 @@
 //! bytes out, no stream anywhere.
 
 use super::*;
+use crate::config::ClientConfig;
 use crate::message::CloseFrame;
 use crate::testing::{cat, client_frames, frame};
 
@@ -9,7 +10,7 @@ use crate::testing::{cat, client_frames, frame};
 type Sent = Vec<(OpCode, Vec<u8>)>;
 
 fn session(config: &ClientConfig) -> Session {
-    Session::new(Role::Client, config, None)
+    Session::new(Role::Client, &config.limits, None)
 }
 
 /// Feeds `input` to `s` in pieces of `chunk` bytes, as a driver would:
@@ -197,4 +198,98 @@ fn the_end_of_stream_says_where_the_handshake_was() {
     s.wrote(Ok(())).unwrap();
     let e = s.end_of_stream();
     assert!(e.to_string().contains("before the peer answered our Close"), "{e}");
+}
+
+mod server_role {
+    use super::*;
+    use crate::config::Limits;
+    use crate::deflate::{Deflater, Inflater, test_params};
+    use crate::testing::{masked_frame, server_frames};
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    fn server(deflate: Option<&DeflateParams>) -> Session {
+        Session::new(Role::Server, &Limits::default(), deflate)
+    }
+
+    /// Feeds all of `input`, returning the messages.
+    fn read_all(s: &mut Session, input: &[u8], chunk: usize) -> Vec<Message> {
+        let mut got = Vec::new();
+        for mut piece in input.chunks(chunk) {
+            loop {
+                let (used, message) = s.read(piece).unwrap();
+                piece = &piece[used..];
+                match message {
+                    Some(m) => got.push(m),
+                    None => break,
+                }
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn unmasks_what_it_reads_and_sends_unmasked() {
+        let e_acute = "\u{e9}".as_bytes();
+        let input = cat(&[
+            masked_frame(false, 0, 1, &[b'h', e_acute[0]], MASK),
+            masked_frame(true, 0, 9, b"ping", [1, 2, 3, 4]),
+            masked_frame(true, 0, 0, &[e_acute[1], b'!'], [9, 8, 7, 6]),
+            masked_frame(true, 0, 2, &(0..=255).collect::<Vec<u8>>(), MASK),
+        ]);
+        for chunk in [1, 3, 7, input.len()] {
+            let mut s = server(None);
+            let got = read_all(&mut s, &input, chunk);
+            assert_eq!(
+                got,
+                vec![
+                    Message::Ping(b"ping".to_vec()),
+                    Message::Text("h\u{e9}!".into()),
+                    Message::Binary((0..=255).collect()),
+                ],
+                "chunk {chunk}"
+            );
+            // The Pong went out unmasked.
+            assert_eq!(server_frames(s.output()), vec![(OpCode::Pong, 0, b"ping".to_vec())]);
+            s.wrote(Ok(())).unwrap();
+            s.send(Message::Text("hi".into())).unwrap();
+            assert_eq!(s.output(), b"\x81\x02hi");
+        }
+    }
+
+    #[test]
+    fn an_unmasked_frame_fails_with_1002() {
+        let mut s = server(None);
+        let e = s.read(&frame(true, 1, b"hi")).unwrap_err();
+        assert_eq!(e.close_code(), Some(1002));
+        assert!(e.to_string().contains("unmasked"), "{e}");
+        let sent = server_frames(s.output());
+        assert_eq!(sent[0].0, OpCode::Close);
+        assert_eq!(sent[0].2[..2], 1002u16.to_be_bytes());
+        assert_eq!(s.state(), State::Failed);
+    }
+
+    #[test]
+    fn deflate_in_the_server_view() {
+        // The client resets its context, the server keeps its own.
+        let agreed = test_params(true, false);
+        let mut s = server(Some(&agreed));
+        assert!(s.is_compressed());
+        // What a client compresses (its own view of the parameters).
+        let mut client_deflater = Deflater::new(&agreed);
+        let message = "compress me, compress me, compress me".repeat(20);
+        let mut z = Vec::new();
+        assert!(client_deflater.compress(message.as_bytes(), &mut z).unwrap());
+        let input = masked_frame(true, 0b100, 1, &z, MASK);
+        assert_eq!(read_all(&mut s, &input, 5), vec![Message::Text(message.clone())]);
+        // What the server sends, a client's decompressor reads.
+        s.send(Message::Text(message.clone())).unwrap();
+        let sent = server_frames(s.output());
+        assert_eq!((sent[0].0, sent[0].1), (OpCode::Text, 0b100));
+        let mut client_inflater = Inflater::new(&agreed);
+        let mut out = Vec::new();
+        client_inflater.inflate(&sent[0].2, &mut out, 1 << 20).unwrap();
+        client_inflater.finish(&mut out, 1 << 20).unwrap();
+        assert_eq!(out, message.as_bytes());
+    }
 }

@@ -460,7 +460,13 @@ fn memory_follows_the_data_not_the_header() {
 /// A session with permessage-deflate agreed, and the compressor a
 /// server with the same parameters would use.
 fn deflate_ws(input: Vec<u8>, chunk: usize, params: DeflateParams, config: ClientConfig) -> WebSocket<Mock> {
-    WebSocket::with_extensions(Mock::new(input, chunk), Vec::new(), config, Some(&params))
+    WebSocket::with_extensions(
+        Mock::new(input, chunk),
+        Vec::new(),
+        Role::Client,
+        &config.limits,
+        Some(&params),
+    )
 }
 
 use crate::deflate::test_params as params;
