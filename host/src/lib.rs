@@ -71,6 +71,7 @@ pub mod range;
 mod report;
 mod resolve;
 mod runtime;
+mod serve;
 pub mod settings;
 mod tls;
 
@@ -82,4 +83,5 @@ pub use race::CommitStage;
 pub use report::LogSink;
 pub use resolve::{Override, ParseOverrideError};
 pub use runtime::{Outcome, Plugin, RunOptions, Runtime};
+pub use serve::Gateway;
 pub use settings::Settings;

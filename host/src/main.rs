@@ -5,7 +5,8 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use wsgate_host::{Error, ErrorKind, LogSink, RunOptions, Runtime, Settings};
+use wsgate_host::settings::{CertificateSettings, ListenAddress, ListenerSettings, RouteSettings, ServeSettings};
+use wsgate_host::{Error, ErrorKind, Gateway, LogSink, RunOptions, Runtime, Settings};
 
 /// A WebSocket edge gateway whose plugins are WebAssembly components.
 #[derive(Parser, Debug)]
@@ -19,6 +20,9 @@ struct Cli {
 enum Command {
     /// Run a client plugin (a wasm32-wasip2 component) to completion.
     Run(RunArgs),
+    /// Serve clients' WebSocket sessions, each with a fresh instance of its
+    /// route's gateway plugin, until SIGINT or SIGTERM.
+    Serve(ServeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -26,8 +30,43 @@ struct RunArgs {
     /// The plugin: a WebAssembly component of the `wsgate:connect/client` world.
     plugin: PathBuf,
 
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// A gateway plugin (a component of the `wsgate:connect/gateway` world)
+    /// to serve every request with: a route of its own, after the file's.
+    plugin: Option<PathBuf>,
+
+    /// Listen on ADDR:PORT (`[::]:PORT`: IPv6 and IPv4), besides the file's
+    /// listeners. Repeatable.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<ListenAddress>,
+
+    /// Serve `wss://` on the --listen addresses with this certificate chain
+    /// (PEM).
+    #[arg(long, value_name = "PEM", requires_all = ["tls_key", "listen"])]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    #[command(flatten, next_help_heading = "Serve")]
+    serve: ServeSettings,
+
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// What `run` and `serve` both take.
+#[derive(Args, Debug)]
+struct CommonArgs {
     /// Read settings from this TOML file (sections policy, dns, race, tls,
-    /// limits; keys named as these flags). Flags given here replace its values;
+    /// limits; for serve also serve, listener, route; keys named as these
+    /// flags). Flags given here replace its values;
     /// --allow, --resolve, --dns-server and --ca-cert add to its lists.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -83,8 +122,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Command::Run(args) = cli.command;
-    match run(args) {
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Serve(args) => serve(args).map(|()| 0),
+    };
+    match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("wsgate: {e}");
@@ -93,41 +135,114 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> Result<i32, Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn tokio_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::new(ErrorKind::Io, "cannot start the async runtime").with_source(e))?;
-    runtime.block_on(async move {
-        let file = match &args.config {
-            Some(path) => Settings::from_file(path)?,
-            None => Settings::default(),
+        .map_err(|e| Error::new(ErrorKind::Io, "cannot start the async runtime").with_source(e))
+}
+
+/// The file's settings with the flags on top, warnings printed.
+fn settings(args: &CommonArgs) -> Result<Settings, Error> {
+    let file = match &args.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    for warning in file.warnings() {
+        eprintln!("wsgate: warning: {warning}");
+    }
+    Ok(file.merge(args.settings.clone()))
+}
+
+/// The connect configuration of `settings`, with the race log and the
+/// summary the flags ask for.
+fn connect_config(settings: &Settings, args: &CommonArgs) -> Result<wsgate_host::ConnectConfig, Error> {
+    let mut config = settings.connect_builder();
+    if let Some(path) = &args.race_log {
+        config = config.race_log(open_log(path)?);
+    }
+    if args.verbose {
+        config = config.summary(LogSink::new(std::io::stderr()));
+    }
+    config.build()
+}
+
+fn serve(args: ServeArgs) -> Result<(), Error> {
+    tokio_runtime()?.block_on(async move {
+        let settings = settings(&args.common)?;
+        let mut over = Settings::default();
+        over.serve = args.serve.clone();
+        let tls: Vec<CertificateSettings> = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => vec![CertificateSettings {
+                cert: Some(cert.clone()),
+                key: Some(key.clone()),
+            }],
+            _ => Vec::new(),
         };
-        for warning in file.warnings() {
-            eprintln!("wsgate: warning: {warning}");
+        over.listener = args
+            .listen
+            .iter()
+            .map(|address| ListenerSettings {
+                address: Some(*address),
+                tls: tls.clone(),
+            })
+            .collect();
+        if let Some(plugin) = &args.plugin {
+            over.route.push(RouteSettings {
+                plugin: Some(plugin.clone()),
+                args: args.common.args.clone(),
+                ..RouteSettings::default()
+            });
+        } else if !args.common.args.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "arguments after `--` are for the plugin given on the command line, and none is given",
+            ));
         }
-        let settings = file.merge(args.settings.clone());
+        let settings = settings.merge(over);
+        let config = connect_config(&settings, &args.common)?;
+        let cache = cache_dir(&args.common);
+        let gateway = Gateway::bind(&settings, config, cache.as_deref(), args.common.verbose)?;
+        for line in gateway.describe() {
+            eprintln!("wsgate: {line}");
+        }
+        gateway.serve(stop_signal()).await;
+        eprintln!("wsgate: stopped");
+        Ok(())
+    })
+}
+
+/// Completes at SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        // Without signal handlers the default action (exit) stands.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn run(run_args: RunArgs) -> Result<i32, Error> {
+    let args = &run_args.common;
+    tokio_runtime()?.block_on(async move {
+        let settings = settings(args)?;
         // Within bounds by their types; `Runtime::run` checks them again for
         // callers that build `Limits` by hand.
         let limits = settings.limits();
-        let mut config = settings.connect_builder();
-        if let Some(path) = &args.race_log {
-            config = config.race_log(open_log(path)?);
-        }
-        if args.verbose {
-            config = config.summary(LogSink::new(std::io::stderr()));
-        }
-        let config = config.build()?;
+        let config = connect_config(&settings, args)?;
 
         let started = Instant::now();
-        let wasm = match cache_dir(&args) {
+        let wasm = match cache_dir(args) {
             Some(dir) => Runtime::with_cache(&dir)?,
             None => Runtime::new()?,
         };
         let engine_time = started.elapsed();
-        let plugin = wasm.load(&args.plugin)?;
+        let plugin = wasm.load(&run_args.plugin)?;
         let outcome = wasm
-            .run(&plugin, config, RunOptions::new(args.args).limits(limits))
+            .run(&plugin, config, RunOptions::new(args.args.clone()).limits(limits))
             .await?;
         if args.verbose {
             eprintln!(
@@ -157,7 +272,7 @@ fn open_log(path: &std::path::Path) -> Result<LogSink, Error> {
 
 /// Where compiled plugins are kept, if anywhere: the flag, else the XDG
 /// cache directory, else none (no home: compile every time).
-fn cache_dir(args: &RunArgs) -> Option<PathBuf> {
+fn cache_dir(args: &CommonArgs) -> Option<PathBuf> {
     if args.no_cache {
         return None;
     }

@@ -103,7 +103,7 @@ fn add_ca_file(store: &mut RootCertStore, path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn pem_problem(e: &rustls::pki_types::pem::Error) -> &'static str {
+pub(crate) fn pem_problem(e: &rustls::pki_types::pem::Error) -> &'static str {
     use rustls::pki_types::pem::Error as Pem;
     match e {
         Pem::MissingSectionEnd { .. } => "a section has no end marker",

@@ -128,7 +128,6 @@ async fn open(
     // Before DNS, on the name and port: a name the operator did not allow
     // is not even looked up.
     config
-        .inner
         .policy
         .check_name(host.as_str(), port)
         .map_err(|denied| ConnectError::Denied(denied.to_string()))?;
@@ -179,7 +178,7 @@ async fn open(
         .map_err(|e| ConnectError::Dns(e.to_string()))?;
     let memory = config.inner.memory.clone();
     // After DNS, the policy again, on every address.
-    let check = config.inner.policy.clone();
+    let check = config.policy.clone();
     let mut race = Race::new(
         config.inner.race,
         target,

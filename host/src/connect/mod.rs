@@ -13,6 +13,8 @@ pub mod bindings;
 mod host;
 mod stream;
 
+pub(crate) use stream::{ReadStream, WriteStream};
+
 use crate::error::Error;
 use crate::limits::{ConnectRate, Limits};
 use crate::policy::{Policy, Rule};
@@ -47,6 +49,9 @@ pub type MemoryTtlSecs = Ranged<Seconds, 0, 604_800>;
 #[derive(Debug, Clone)]
 pub struct ConnectConfig {
     inner: Arc<ConfigInner>,
+    /// Apart from the rest, so that a gateway's routes can each have their
+    /// own while sharing the resolver, the TLS roots and the race's memory.
+    policy: Arc<Policy>,
 }
 
 #[derive(Debug)]
@@ -59,7 +64,6 @@ struct ConfigInner {
     race: RaceConfig,
     cancel_after: Option<CommitStage>,
     memory: Arc<FamilyMemory>,
-    policy: Arc<Policy>,
     next_connect: AtomicU64,
 }
 
@@ -77,6 +81,16 @@ impl ConnectConfig {
     /// system DNS, system trust roots, no race log, a 10 s connect timeout.
     pub fn builder() -> ConnectConfigBuilder {
         ConnectConfigBuilder::default()
+    }
+
+    /// This configuration under `policy` instead of its own: everything
+    /// else (the resolver, the trust roots, the race's memory, the logs)
+    /// is shared with `self`.
+    pub(crate) fn with_policy(&self, policy: Policy) -> ConnectConfig {
+        ConnectConfig {
+            inner: self.inner.clone(),
+            policy: Arc::new(policy),
+        }
     }
 
     fn next_connect_id(&self) -> u64 {
@@ -207,9 +221,9 @@ impl ConnectConfigBuilder {
                 race: self.race,
                 cancel_after: self.cancel_after,
                 memory: Arc::new(FamilyMemory::new(self.memory_ttl.unwrap_or(DEFAULT_MEMORY_TTL))),
-                policy: Arc::new(self.policy),
                 next_connect: AtomicU64::new(0),
             }),
+            policy: Arc::new(self.policy),
         })
     }
 }

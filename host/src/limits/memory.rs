@@ -1,6 +1,8 @@
 //! The memory limit: every linear memory and table of an instance
 //! counted together.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use wasmtime::ResourceLimiter;
 
 /// The most table elements a plugin instance may have, all its tables
@@ -27,6 +29,45 @@ pub(crate) struct MemoryLimiter {
     /// Table elements granted so far, all tables together.
     table_elements: usize,
     refused: Option<usize>,
+    /// The budget shared with other instances (a gateway's total plugin
+    /// memory), if any: every grant is taken from it too.
+    shared: Option<Arc<MemoryBudget>>,
+}
+
+/// Linear memory shared out among many instances: the most all of them
+/// may hold together. An instance's grants come back when it is dropped.
+#[derive(Debug)]
+pub(crate) struct MemoryBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub(crate) fn new(limit: usize) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes granted now, all instances together.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
 }
 
 impl MemoryLimiter {
@@ -37,6 +78,16 @@ impl MemoryLimiter {
             memory: 0,
             table_elements: 0,
             refused: None,
+            shared: None,
+        }
+    }
+
+    /// A limiter granting `limit` bytes, each of them also taken from
+    /// `budget`.
+    pub(crate) fn with_budget(limit: usize, budget: Arc<MemoryBudget>) -> Self {
+        MemoryLimiter {
+            shared: Some(budget),
+            ..MemoryLimiter::new(limit)
         }
     }
 
@@ -52,12 +103,25 @@ impl MemoryLimiter {
     }
 }
 
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.shared {
+            budget.give_back(self.memory);
+        }
+    }
+}
+
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         // `memory.grow` returns -1 beyond the limit, as WebAssembly lets a
         // host do; the plugin may cope with it.
         let total = self.memory.saturating_add(desired.saturating_sub(current));
-        if total > self.limit {
+        let shared_refuses = || {
+            self.shared
+                .as_ref()
+                .is_some_and(|budget| !budget.take(total - self.memory))
+        };
+        if total > self.limit || shared_refuses() {
             self.refused = Some(self.refused.map_or(total, |d| d.max(total)));
             return Ok(false);
         }

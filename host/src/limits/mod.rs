@@ -20,7 +20,7 @@ mod memory;
 mod rate;
 
 pub(crate) use cpu::{CpuExhausted, CpuMeter, Metered};
-pub(crate) use memory::MemoryLimiter;
+pub(crate) use memory::{MemoryBudget, MemoryLimiter};
 pub(crate) use rate::ConnectRate;
 
 use crate::error::Error;

@@ -1,10 +1,13 @@
 //! Loading and running plugins, each in its own sandbox.
 //!
 //! A [`Runtime`] holds the wasmtime engine and the linker with everything a
-//! plugin of the `client` world may import. [`Runtime::load`] checks and
-//! compiles a plugin once; [`Runtime::run`] gives it a fresh store (its own
-//! arguments, the host's stdio, its own connect state) and calls its
-//! `wasi:cli/run` export.
+//! plugin may import. [`Runtime::load`] checks and compiles a plugin once
+//! and tells its world by what it exports: `wasi:cli/run` for a `client`
+//! plugin, `wsgate:connect/handler` for a `gateway` plugin.
+//! [`Runtime::run`] gives a client plugin a fresh store (its own arguments,
+//! the host's stdio, its own connect state) and calls its `wasi:cli/run`
+//! export; the gateway gives a gateway plugin a fresh store per session
+//! and calls its `handle` export.
 //!
 //! # The sandbox
 //!
@@ -28,14 +31,18 @@ mod linker;
 use crate::connect::bindings::{Client, ClientPre};
 use crate::connect::{self, ConnectConfig, ConnectCtx, ConnectCtxView, ConnectView};
 use crate::error::{Error, ErrorKind};
-use crate::limits::{CpuExhausted, CpuMeter, Limits, MemoryLimiter, Metered, bytes, human};
+use crate::limits::{CpuExhausted, CpuMeter, Limits, MemoryBudget, MemoryLimiter, Metered, bytes, human};
+use crate::serve::bindings::{Gateway, GatewayPre};
+use crate::serve::session::{self, Session};
 use epoch::start_epoch_ticker;
 use linker::{add_sandbox_to_linker, check_component_header, check_imports};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Cache, CacheConfig, Config, Engine, Store, UpdateDeadline};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -51,8 +58,27 @@ pub struct Runtime {
 /// A plugin checked and compiled, ready to run any number of times.
 pub struct Plugin {
     name: String,
-    pre: ClientPre<PluginState>,
+    pre: Pre,
     compile_time: Duration,
+}
+
+/// A plugin's world, ready to instantiate.
+enum Pre {
+    Client(ClientPre<PluginState>),
+    Gateway(GatewayPre<PluginState>),
+}
+
+/// What a plugin of each world exports, for the operator's messages.
+const CLIENT_EXPORT: &str = "wasi:cli/run";
+const GATEWAY_EXPORT: &str = "wsgate:connect/handler";
+
+/// How big the pooling allocator's pool is made, for a gateway.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pool {
+    /// Instances alive at once (sessions, with some room).
+    pub(crate) instances: u32,
+    /// The largest linear memory of any one instance, in bytes.
+    pub(crate) max_memory: usize,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -195,6 +221,36 @@ impl Runtime {
         Self::build(Config::new())
     }
 
+    /// A runtime for a gateway: instances come from a pool of `pool`'s
+    /// size with copy-on-write memory images, so that one per session is
+    /// cheap; compiled plugins are kept in `cache`, when given.
+    pub(crate) fn for_gateway(cache: Option<&Path>, pool: Pool) -> Result<Self, Error> {
+        let mut config = match cache {
+            Some(dir) => cache_config(dir)?,
+            None => Config::new(),
+        };
+        let mut pooling = PoolingAllocationConfig::new();
+        // A Rust component has a handful of core instances, memories and
+        // tables; these bound the pool, the memory limit what is used.
+        pooling
+            .total_component_instances(pool.instances)
+            .total_core_instances(pool.instances.saturating_mul(8))
+            .total_memories(pool.instances.saturating_mul(2))
+            .total_tables(pool.instances.saturating_mul(4))
+            .total_stacks(pool.instances)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_memory_size(pool.max_memory)
+            // Keep a freed slot's first pages mapped: the next session of
+            // the same plugin starts from them.
+            .linear_memory_keep_resident(64 * 1024)
+            .table_keep_resident(16 * 1024);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        config.memory_init_cow(true);
+        Self::build(config)
+    }
+
     /// Like [`Runtime::new`], keeping compiled plugins in `dir` (an absolute
     /// path; created if missing), so that a plugin already seen loads
     /// without compiling again.
@@ -231,6 +287,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         add_sandbox_to_linker(&mut linker)
             .and_then(|()| connect::add_to_linker(&mut linker))
+            .and_then(|()| session::add_to_linker(&mut linker, |state: &mut PluginState| &mut state.table))
             .map_err(|e| wasm_error(ErrorKind::Load, "cannot set up the linker", e))?;
         Ok(Runtime { engine, linker })
     }
@@ -250,11 +307,33 @@ impl Runtime {
         let compile_time = started.elapsed();
         check_imports(&self.engine, &component)
             .map_err(|why| Error::new(ErrorKind::Link, format!("`{shown}` {why}")))?;
-        let pre = self
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let exports_one = |interface: &str| exports.iter().any(|name| name.starts_with(&format!("{interface}@")));
+        let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(ClientPre::new)
-            .map_err(|e| wasm_error(ErrorKind::Link, &format!("`{shown}` is not a wsgate client plugin"), e))?;
+            .map_err(|e| wasm_error(ErrorKind::Link, &format!("`{shown}` cannot be linked"), e))?;
+        let pre = if exports_one(GATEWAY_EXPORT) {
+            GatewayPre::new(instance_pre)
+                .map(Pre::Gateway)
+                .map_err(|e| wasm_error(ErrorKind::Link, &format!("`{shown}` is not a wsgate gateway plugin"), e))?
+        } else if exports_one(CLIENT_EXPORT) {
+            ClientPre::new(instance_pre)
+                .map(Pre::Client)
+                .map_err(|e| wasm_error(ErrorKind::Link, &format!("`{shown}` is not a wsgate client plugin"), e))?
+        } else {
+            return Err(Error::new(
+                ErrorKind::Link,
+                format!(
+                    "`{shown}` exports neither `{CLIENT_EXPORT}` (a client plugin, for `wsgate run`) nor \
+                     `{GATEWAY_EXPORT}` (a gateway plugin, for `wsgate serve`)"
+                ),
+            ));
+        };
         let name = path
             .file_name()
             .map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
@@ -272,6 +351,15 @@ impl Runtime {
     /// traps gives an error of kind [`ErrorKind::Trap`], one stopped at a
     /// limit an error of kind [`ErrorKind::Limit`].
     pub async fn run(&self, plugin: &Plugin, config: ConnectConfig, options: RunOptions) -> Result<Outcome, Error> {
+        let Pre::Client(pre) = &plugin.pre else {
+            return Err(Error::new(
+                ErrorKind::Link,
+                format!(
+                    "`{}` is a gateway plugin (it exports `{GATEWAY_EXPORT}`): serve it with `wsgate serve`",
+                    plugin.name
+                ),
+            ));
+        };
         let limits = options.limits;
         limits.validate()?;
         let mut wasi = WasiCtxBuilder::new();
@@ -292,59 +380,16 @@ impl Runtime {
                 wasi.inherit_stdio();
             }
         }
-        let state = PluginState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            connect: ConnectCtx::with_limits(config, &limits),
-            memory: MemoryLimiter::new(limits.memory),
-            cpu: Arc::new(CpuMeter::new(limits.cpu_time)),
-        };
-        let meter = state.cpu.clone();
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|store| {
-            if let Some(exhausted) = store.data().cpu.exhausted() {
-                return Err(exhausted.into());
-            }
-            // Let the other tasks of this thread (other plugins, their
-            // connects) run before going on.
-            Ok(UpdateDeadline::Yield(1))
-        });
+        let memory = MemoryLimiter::new(limits.memory);
+        let mut store = self.store(wasi.build(), config, &limits, memory);
+        let meter = store.data().cpu.clone();
 
         let mut times = (Duration::ZERO, Duration::ZERO);
-        let call = Metered::new(instantiate_and_run(plugin, &mut store, &mut times), meter);
-        let result = match limits.run_time {
-            Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::Limit,
-                    format!("`{}` ran past its run-time limit of {}", plugin.name, human(limit)),
-                ))
-            }),
-            None => call.await,
-        };
+        let call = Metered::new(instantiate_and_run(plugin, pre, &mut store, &mut times), meter);
+        let result = bounded(plugin, limits.run_time, call).await;
         let state = store.data();
         let cpu_time = state.cpu.used();
-        let exit_code = match result {
-            Ok(code) => code,
-            Err(e) if e.kind() == ErrorKind::Trap => {
-                // A trap right after a refused `memory.grow` is the memory
-                // limit, whatever the plugin did on the way (Rust aborts).
-                if let Some(desired) = state.memory.refused() {
-                    return Err(Error::new(
-                        ErrorKind::Limit,
-                        format!(
-                            "`{}` ran out of memory: it asked for {} of linear memory in all, its limit is {}",
-                            plugin.name,
-                            bytes(desired),
-                            bytes(state.memory.limit())
-                        ),
-                    ));
-                }
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
+        let exit_code = result.map_err(|e| memory_error(plugin, state, e))?;
         let (stdout, stderr) = captured.map_or_else(Default::default, |(out, err)| {
             (out.contents().to_vec(), err.contents().to_vec())
         });
@@ -359,15 +404,173 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// A store for one instance: its WASI context, its connect state under
+    /// `limits`, its memory limiter, its CPU meter and epoch callback.
+    fn store(
+        &self,
+        wasi: WasiCtx,
+        config: ConnectConfig,
+        limits: &Limits,
+        memory: MemoryLimiter,
+    ) -> Store<PluginState> {
+        let state = PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            connect: ConnectCtx::with_limits(config, limits),
+            memory,
+            cpu: Arc::new(CpuMeter::new(limits.cpu_time)),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|store| {
+            if let Some(exhausted) = store.data().cpu.exhausted() {
+                return Err(exhausted.into());
+            }
+            // Let the other tasks of this thread (other plugins, their
+            // connects) run before going on.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    /// Serves one session with a fresh instance of `plugin`, a gateway
+    /// plugin, under `limits` (and `budget`, the gateway's memory shared by
+    /// all sessions): instantiates it and calls its `handle`.
+    ///
+    /// `Ok(Err(why))` is a handler that returned an error; `Err` a plugin
+    /// that trapped or was stopped at a limit.
+    pub(crate) async fn serve_session(
+        &self,
+        plugin: &Plugin,
+        config: ConnectConfig,
+        args: &[String],
+        limits: &Limits,
+        budget: Arc<MemoryBudget>,
+        session: Session,
+    ) -> Result<Result<(), String>, Error> {
+        let Pre::Gateway(pre) = &plugin.pre else {
+            return Err(not_a_gateway(plugin));
+        };
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.arg(&plugin.name).args(args).inherit_stderr();
+        wasi.max_random_size(MAX_RANDOM_SIZE);
+        let memory = MemoryLimiter::with_budget(limits.memory, budget);
+        let mut store = self.store(wasi.build(), config, limits, memory);
+        let meter = store.data().cpu.clone();
+        let call = Metered::new(instantiate_and_handle(plugin, pre, &mut store, session), meter);
+        let result = bounded(plugin, limits.run_time, call).await;
+        result.map_err(|e| memory_error(plugin, store.data(), e))
+    }
+}
+
+impl Plugin {
+    /// Refuses a plugin that is not of the `gateway` world, naming what it
+    /// is instead.
+    pub(crate) fn check_gateway(&self) -> Result<(), Error> {
+        match self.pre {
+            Pre::Gateway(_) => Ok(()),
+            Pre::Client(_) => Err(not_a_gateway(self)),
+        }
+    }
+}
+
+fn not_a_gateway(plugin: &Plugin) -> Error {
+    Error::new(
+        ErrorKind::Link,
+        format!(
+            "`{}` is a client plugin (it exports `{CLIENT_EXPORT}`): run it with `wsgate run`",
+            plugin.name
+        ),
+    )
+}
+
+/// `call`, stopped at `run_time` if it has one.
+async fn bounded<T>(
+    plugin: &Plugin,
+    run_time: Option<Duration>,
+    call: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match run_time {
+        Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Limit,
+                format!("`{}` ran past its run-time limit of {}", plugin.name, human(limit)),
+            ))
+        }),
+        None => call.await,
+    }
+}
+
+/// A trap right after a refused `memory.grow` is the memory limit, whatever
+/// the plugin did on the way (Rust aborts): says so.
+fn memory_error(plugin: &Plugin, state: &PluginState, e: Error) -> Error {
+    if e.kind() != ErrorKind::Trap {
+        return e;
+    }
+    match state.memory.refused() {
+        Some(desired) => Error::new(
+            ErrorKind::Limit,
+            format!(
+                "`{}` ran out of memory: it asked for {} of linear memory in all, its limit is {}",
+                plugin.name,
+                bytes(desired),
+                bytes(state.memory.limit())
+            ),
+        ),
+        None => e,
+    }
+}
+
+/// A wasmtime configuration keeping compiled code in `dir`.
+fn cache_config(dir: &Path) -> Result<Config, Error> {
+    let mut cache = CacheConfig::new();
+    cache.with_directory(dir);
+    let cache = Cache::new(cache).map_err(|e| {
+        wasm_error(
+            ErrorKind::Config,
+            &format!("cannot use cache directory `{}`", dir.display()),
+            e,
+        )
+    })?;
+    let mut config = Config::new();
+    config.cache(Some(cache));
+    Ok(config)
+}
+
+/// Instantiates a gateway plugin and calls its `handle` with `session`.
+async fn instantiate_and_handle(
+    plugin: &Plugin,
+    pre: &GatewayPre<PluginState>,
+    store: &mut Store<PluginState>,
+    session: Session,
+) -> Result<Result<(), String>, Error> {
+    let gateway: Gateway = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(|e| run_error(plugin, e))?;
+    let session = store
+        .data_mut()
+        .table
+        .push(session)
+        .map_err(|e| Error::new(ErrorKind::Trap, format!("`{}`: {e}", plugin.name)))?;
+    gateway
+        .wsgate_connect_handler()
+        .call_handle(&mut *store, session)
+        .await
+        .map_err(|e| run_error(plugin, e))
+}
+
 /// Instantiates the plugin and calls its `run`, noting how long each took.
 async fn instantiate_and_run(
     plugin: &Plugin,
+    pre: &ClientPre<PluginState>,
     store: &mut Store<PluginState>,
     times: &mut (Duration, Duration),
 ) -> Result<i32, Error> {
     let started = Instant::now();
-    let client: Client = plugin
-        .pre
+    let client: Client = pre
         .instantiate_async(&mut *store)
         .await
         .map_err(|e| run_error(plugin, e))?;

@@ -40,11 +40,20 @@
 //! for this release.
 
 mod de;
+#[macro_use]
 mod sections;
+mod serve;
 #[cfg(test)]
 mod tests;
 
 pub use sections::{DnsServer, DnsSettings, LimitsSettings, NotAnAddress, PolicySettings, RaceSettings, TlsSettings};
+pub use serve::{
+    CertificateSettings, HeadTimeoutMs, IdleTimeoutSecs, ListenAddress, ListenerSettings, MaxHeadKib, MaxSessions,
+    PluginMemoryMib, RouteSettings, ServeSettings,
+};
+pub(crate) use serve::{
+    DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEAD, DEFAULT_MAX_SESSIONS, DEFAULT_PLUGIN_MEMORY,
+};
 
 /// The bounded types of the settings, each named for its setting.
 pub use crate::connect::{ConnectTimeoutMs, MemoryTtlSecs};
@@ -57,7 +66,10 @@ use crate::limits::Limits;
 use std::path::Path;
 
 /// The sections of the file, in the order an operator reads them.
-const SECTIONS: &[&str] = &["policy", "dns", "race", "tls", "limits"];
+const SECTIONS: &[&str] = &["policy", "dns", "race", "tls", "limits", "serve", "listener", "route"];
+
+/// The sections that are lists of tables (`[[listener]]`).
+const LISTS: &[&str] = &["listener", "route"];
 
 /// Every setting, by section. A value not set (`None`, or an empty list)
 /// takes its default, or the lower layer's value when layered.
@@ -79,6 +91,16 @@ pub struct Settings {
     /// `[limits]`: what one plugin instance may use.
     #[command(flatten, next_help_heading = "Limits")]
     pub limits: LimitsSettings,
+    /// `[serve]`: the gateway's bounds (`wsgate serve`; its flags are that
+    /// command's).
+    #[arg(skip)]
+    pub serve: ServeSettings,
+    /// `[[listener]]`: where the gateway listens, one entry each.
+    #[arg(skip)]
+    pub listener: Vec<ListenerSettings>,
+    /// `[[route]]`: which plugin serves which requests, first match first.
+    #[arg(skip)]
+    pub route: Vec<RouteSettings>,
     #[arg(skip)]
     #[serde(skip)]
     warnings: Vec<String>,
@@ -111,7 +133,9 @@ impl Settings {
             }
         })?;
         if let toml::Value::Table(table) = &value
-            && let Some((name, other)) = table.iter().find(|(_, v)| !v.is_table())
+            && let Some((name, other)) = table
+                .iter()
+                .find(|(name, v)| !v.is_table() && !(LISTS.contains(&name.as_str()) && v.is_array()))
         {
             return Err(format!(
                 "`{name}` must be a section ({}), not a {}",
@@ -121,6 +145,7 @@ impl Settings {
         }
         let mut settings: Settings = de::from_value(&value).map_err(|e| e.to_string())?;
         settings.tls.ca_cert = settings.tls.ca_cert.iter().map(|p| base.join(p)).collect();
+        serve::resolve_paths(&mut settings.listener, &mut settings.route, base);
         settings.move_old_keys();
         Ok(settings)
     }
@@ -153,6 +178,9 @@ impl Settings {
         self.race.merge(over.race);
         self.tls.merge(over.tls);
         self.limits.merge(over.limits);
+        self.serve.merge(over.serve);
+        self.listener.extend(over.listener);
+        self.route.extend(over.route);
         self.warnings.extend(over.warnings);
         self
     }
@@ -160,6 +188,13 @@ impl Settings {
     /// The per-instance limits, defaults filled in.
     pub fn limits(&self) -> Limits {
         self.limits.limits()
+    }
+
+    /// The limits of `route`'s instances: its own on top of `[limits]`.
+    pub(crate) fn route_limits(&self, route: &RouteSettings) -> Limits {
+        let mut limits = self.limits.clone();
+        limits.merge(route.limits.clone());
+        limits.limits()
     }
 
     /// A [`ConnectConfig`] builder with these settings, to which a caller

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 /// How a layer's value goes on top of the one below: a value replaces, a
 /// list adds to the list.
-trait Layer {
+pub(super) trait Layer {
     fn layer(&mut self, over: Self);
 }
 
@@ -215,6 +215,20 @@ impl PolicySettings {
             builder = builder.allow_private();
         }
         builder
+    }
+}
+
+impl PolicySettings {
+    /// The policy these rules make, alone.
+    pub(crate) fn policy(&self) -> crate::policy::Policy {
+        let mut policy = crate::policy::Policy::new();
+        for rule in &self.allow {
+            policy.allow(rule.clone());
+        }
+        if self.allow_private == Some(true) {
+            policy.allow_private();
+        }
+        policy
     }
 }
 

@@ -1,0 +1,68 @@
+//! What the host itself says to a client: an HTTP error before any plugin,
+//! a WebSocket Close after a plugin failed.
+
+/// An HTTP/1.1 response with status `code`, a one-line text body, and
+/// `Connection: close`: the host closes the connection after it.
+pub(crate) fn http_error(code: u16, reason: &str, body: &str) -> Vec<u8> {
+    let body = format!("{body}\n");
+    format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A server's Close frame (unmasked, RFC 6455 §5.5.1) with `code` and
+/// `reason` (cut to fit a control frame).
+pub(crate) fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let reason = &reason.as_bytes()[..cut];
+    let mut frame = vec![0x88, (2 + reason.len()) as u8];
+    frame.extend_from_slice(&code.to_be_bytes());
+    frame.extend_from_slice(reason);
+    frame
+}
+
+/// Whether `start`, the first bytes a plugin wrote to its client, begin a
+/// `101 Switching Protocols` answer: after it the connection carries
+/// WebSocket frames, and a failure is told with a Close frame.
+pub(crate) fn is_switching_protocols(start: &[u8]) -> bool {
+    start.starts_with(b"HTTP/1.1 101") || start.starts_with(b"HTTP/1.0 101")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_complete_responses() {
+        let text = String::from_utf8(http_error(404, "Not Found", "no route for /x")).unwrap();
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut response = httparse::Response::new(&mut headers);
+        let used = match response.parse(text.as_bytes()).unwrap() {
+            httparse::Status::Complete(n) => n,
+            httparse::Status::Partial => panic!("partial"),
+        };
+        assert_eq!(response.code, Some(404));
+        assert_eq!(&text[used..], "no route for /x\n");
+    }
+
+    #[test]
+    fn close_frames_fit_a_control_frame() {
+        assert_eq!(close_frame(1011, "x"), b"\x88\x03\x03\xf3x");
+        let long = close_frame(1011, &"é".repeat(100));
+        assert!(long.len() <= 2 + 125);
+        assert!(std::str::from_utf8(&long[4..]).is_ok());
+    }
+
+    #[test]
+    fn only_a_101_is_an_upgrade() {
+        assert!(is_switching_protocols(b"HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(!is_switching_protocols(b"HTTP/1.1 400 Bad Request\r\n"));
+        assert!(!is_switching_protocols(b"HTTP/1.1 10"));
+    }
+}
