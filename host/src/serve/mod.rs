@@ -134,6 +134,16 @@ impl Gateway {
         let serve = &settings.serve;
         let max_sessions = serve.max_sessions.map_or(DEFAULT_MAX_SESSIONS, |n| n.count());
         let plans = plan_listeners(settings)?;
+        // Certificates before plugins: the quick checks first.
+        let mut acceptors = Vec::with_capacity(plans.len());
+        for (address, certs) in plans {
+            let tls = if certs.is_empty() {
+                None
+            } else {
+                Some((certs::acceptor(&certs)?, certs.len()))
+            };
+            acceptors.push((address, tls));
+        }
         if settings.route.is_empty() {
             return Err(Error::config(
                 "no route: give a plugin, or a `[[route]]` with a `plugin`",
@@ -161,13 +171,9 @@ impl Gateway {
             }
             routes.push(route);
         }
-        let mut listeners = Vec::with_capacity(plans.len());
-        for (address, certs) in plans {
-            let tls = if certs.is_empty() {
-                None
-            } else {
-                Some((certs::acceptor(&certs)?, certs.len()))
-            };
+        // Sockets last: nothing is bound when the configuration is wrong.
+        let mut listeners = Vec::with_capacity(acceptors.len());
+        for (address, tls) in acceptors {
             let socket = listener::bind(address)?;
             let address = socket.local_addr().unwrap_or(address);
             listeners.push(Listener { socket, address, tls });

@@ -45,7 +45,11 @@ impl Run {
 /// [`plugin_dir`]. When it is not there, the test process says so in one
 /// line and exits.
 pub fn plugin(name: &str) -> PathBuf {
-    let path = plugin_dir().join(format!("{name}.wasm"));
+    let mut path = plugin_dir().join(format!("{name}.wasm"));
+    if !path.is_file() {
+        // A gateway plugin is a library, whose file name has `_` for `-`.
+        path = plugin_dir().join(format!("{}.wasm", name.replace('-', "_")));
+    }
     if !path.is_file() {
         unavailable(&format!("{} is missing", path.display()));
     }

@@ -1,0 +1,68 @@
+//! A gateway plugin for the host's serve tests. It says on standard error
+//! that it was called (so a test can tell that the host answered a request
+//! without instantiating it), then does what the request's path asks:
+//!
+//! - `/trap-before-upgrade`: panics before answering;
+//! - `/trap-after-upgrade`: answers 101, then panics;
+//! - `/memory`: answers 101, then allocates until its memory limit stops it;
+//! - `/cpu`: answers 101, then spins until its CPU limit stops it;
+//! - a path ending in `/info`: answers 101, sends one text message saying what the host gave
+//!   it (route, SNI name, path), then echoes;
+//! - anything else: a WebSocket echo until the client closes.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::hint::black_box;
+use wsgate_guest::ServerConfig;
+use wsgate_guest::{Error, Message, Session, WebSocket};
+
+fn handle(session: Session) -> Result<(), Error> {
+    let target = session.request().target.clone();
+    eprintln!("gateway-probe: session {target}");
+    if target == "/trap-before-upgrade" {
+        panic!("gateway-probe: trap before the upgrade, as asked");
+    }
+    let route = session.route();
+    let server_name = session.server_name();
+    let mut ws = session.accept(&ServerConfig::default())?;
+    match target.as_str() {
+        "/trap-after-upgrade" => panic!("gateway-probe: trap after the upgrade, as asked"),
+        "/memory" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            // 4 GiB in 1 MiB pieces: more than any limit the tests set.
+            for _ in 0..4096 {
+                hoard.push(vec![1; 1 << 20]);
+                black_box(&hoard);
+            }
+            Ok(())
+        }
+        "/cpu" => {
+            let mut x: u64 = 1;
+            // Far longer than any CPU limit the tests set (and bounded).
+            for i in 0..u64::MAX / 2 {
+                x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+            }
+            black_box(x);
+            Ok(())
+        }
+        path if path.ends_with("/info") => {
+            let info = format!("route={route} sni={} path={target}", server_name.as_deref().unwrap_or("-"));
+            ws.send(Message::Text(info))?;
+            echo(&mut ws)
+        }
+        _ => echo(&mut ws),
+    }
+}
+
+fn echo<S: wsgate_guest::Transport>(ws: &mut WebSocket<S>) -> Result<(), Error> {
+    loop {
+        match ws.recv()? {
+            Message::Text(text) => ws.send(Message::Text(text))?,
+            Message::Binary(data) => ws.send(Message::Binary(data))?,
+            Message::Close(_) => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+wsgate_guest::gateway!(handle);
