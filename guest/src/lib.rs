@@ -1,4 +1,6 @@
-//! The wsgate plugin SDK: a WebSocket client (RFC 6455) for plugins.
+//! The wsgate plugin SDK: WebSocket (RFC 6455) for plugins, as a client
+//! (`wsgate run`, and upstream connections) and as a server (the client
+//! sessions of `wsgate serve`).
 //!
 //! A wsgate plugin never opens a socket: the host connects, and hands the
 //! plugin one byte stream. This crate is the WebSocket client that runs
@@ -51,6 +53,11 @@
 //! - [`DeflateConfig`]: permessage-deflate (RFC 7692), when asked for.
 //! - `HostStream` and `connect` (wasm32 only): the stream through the
 //!   wsgate host, and the connect that opens a session on it.
+//! - `gateway` (wasm32 only): gateway plugins for `wsgate serve`: the
+//!   client's `Session`, its `SessionStream`, and the `gateway!` macro that
+//!   exports a handler function.
+//! - `Poller`, `select` (wasm32 only): waiting on several WebSockets at
+//!   once over `wasi:io/poll`, without threads and without spinning.
 //!
 //! ```no_run
 //! use std::net::TcpStream;
@@ -89,7 +96,15 @@ mod websocket;
 
 // The host bindings (wasm32 only) are a separate layer over this codec.
 #[cfg(target_arch = "wasm32")]
+pub mod gateway;
+#[cfg(target_arch = "wasm32")]
+mod poll;
+#[cfg(target_arch = "wasm32")]
 mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub use gateway::{Session, SessionStream};
+#[cfg(target_arch = "wasm32")]
+pub use poll::{Event, Poller, Selectable, Subscribe, select};
 #[cfg(target_arch = "wasm32")]
 pub use wasm::{HostStream, RaceEvent, connect, connect_with_config};
 
@@ -98,6 +113,7 @@ pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{Error, ErrorKind};
 pub use handshake::{Request, Response, read_response};
 pub use message::{CloseFrame, MAX_CLOSE_REASON, Message, is_valid_close_code};
+pub use server::ServerConfig;
 pub use transport::Transport;
 pub use url::Url;
 pub use websocket::WebSocket;

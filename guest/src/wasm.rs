@@ -12,13 +12,14 @@
 
 use crate::error::Error;
 use crate::handshake::{Request, read_response};
+use crate::poll::Subscribe;
 use crate::url::Url;
 use crate::{ClientConfig, Transport, WebSocket};
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
 #[allow(unsafe_code, missing_docs)]
-mod bindings {
+pub(crate) mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
         world: "wsgate:connect/imports",
@@ -50,10 +51,8 @@ const MAX_FALLBACKS: usize = 16;
 pub struct HostStream {
     // Field order matters: the streams are children of the connection and
     // must be dropped before it, which Rust does in declaration order.
-    input: InputStream,
-    output: Output,
+    streams: Streams,
     connection: Connection,
-    read_timeout: Option<Duration>,
 }
 
 impl HostStream {
@@ -61,13 +60,8 @@ impl HostStream {
         let input = connection.input().map_err(|e| Error::connect(describe(&e)))?;
         let output = connection.output().map_err(|e| Error::connect(describe(&e)))?;
         Ok(HostStream {
-            input,
-            output: Output {
-                stream: output,
-                pending: Vec::new(),
-            },
+            streams: Streams::new(input, output),
             connection,
-            read_timeout: None,
         })
     }
 
@@ -82,19 +76,89 @@ impl HostStream {
     }
 
     fn into_connection(self) -> Connection {
-        let HostStream {
-            input,
-            output,
-            connection,
-            ..
-        } = self;
-        drop((input, output));
+        let HostStream { streams, connection } = self;
+        drop(streams);
         connection
+    }
+
+    /// Waits until the host has written every byte written to the stream.
+    pub fn flush_all(&mut self) -> io::Result<()> {
+        self.streams.flush_all()
     }
 }
 
 impl Read for HostStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.streams.read(buf)
+    }
+}
+
+impl Write for HostStream {
+    /// Takes all of `buf`: kept until [`flush`](Write::flush) while the
+    /// bytes kept stay under 64 KiB, handed to the host at once (waiting
+    /// for room in its buffer) otherwise.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.streams.write(buf)
+    }
+
+    /// Hands every byte written to the host, waiting while its buffer is
+    /// full, and no longer: the host writes what it was handed, in order,
+    /// without being asked to flush. Waiting for the socket as well would
+    /// hold every message until the previous one reached it, and a host
+    /// flush also blocks further writes until it completes;
+    /// [`flush_all`](HostStream::flush_all) does that. [`HostStream`]'s
+    /// drop waits until everything was written.
+    fn flush(&mut self) -> io::Result<()> {
+        self.streams.flush()
+    }
+}
+
+/// Read timeouts with `wasi:io` pollables: a read waits on the stream and a
+/// monotonic-clock timer together, and fails with `TimedOut` (consuming
+/// nothing) when the timer comes first.
+impl Transport for HostStream {
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.streams.read_timeout)
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.streams.set_read_timeout(timeout)
+    }
+}
+
+impl Subscribe for HostStream {
+    fn subscribe(&self) -> Pollable {
+        self.streams.input.subscribe()
+    }
+}
+
+/// The two `wasi:io` streams of a connection (the host's `connection`, or
+/// a client's `session`) and what reading and writing them needs: the
+/// read timeout, the bytes written but not handed over yet.
+pub(crate) struct Streams {
+    input: InputStream,
+    output: Output,
+    read_timeout: Option<Duration>,
+}
+
+impl Streams {
+    pub(crate) fn new(input: InputStream, output: OutputStream) -> Streams {
+        Streams {
+            input,
+            output: Output {
+                stream: output,
+                pending: Vec::new(),
+            },
+            read_timeout: None,
+        }
+    }
+
+    /// A pollable ready once the input has bytes (or ended).
+    pub(crate) fn subscribe(&self) -> Pollable {
+        self.input.subscribe()
+    }
+
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if let Some(timeout) = self.read_timeout {
             // Wait for bytes or the timer, whichever comes first.
             let readable = self.input.subscribe();
@@ -107,49 +171,29 @@ impl Read for HostStream {
         }
         Read::read(&mut self.input, buf)
     }
-}
 
-impl Write for HostStream {
-    /// Takes all of `buf`: kept until [`flush`](Write::flush) while the
-    /// bytes kept stay under 64 KiB, handed to the host at once (waiting
-    /// for room in its buffer) otherwise.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.output.write(buf)?;
         Ok(buf.len())
     }
 
-    /// Hands every byte written to the host, waiting while its buffer is
-    /// full, and no longer: the host writes what it was handed, in order,
-    /// without being asked to flush. Waiting for the socket as well would
-    /// hold every message until the previous one reached it, and a host
-    /// flush also blocks further writes until it completes;
-    /// [`flush_all`](HostStream::flush_all) does that. [`HostStream`]'s
-    /// drop waits until everything was written.
-    fn flush(&mut self) -> io::Result<()> {
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
         self.output.push(None)
     }
-}
 
-/// Read timeouts with `wasi:io` pollables: a read waits on the stream and a
-/// monotonic-clock timer together, and fails with `TimedOut` (consuming
-/// nothing) when the timer comes first.
-impl Transport for HostStream {
-    fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.read_timeout)
+    pub(crate) fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
     }
 
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         if timeout.is_some_and(|t| t.is_zero()) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "a zero read timeout"));
         }
         self.read_timeout = timeout;
         Ok(())
     }
-}
 
-impl HostStream {
-    /// Waits until the host has written every byte written to the stream.
-    pub fn flush_all(&mut self) -> io::Result<()> {
+    pub(crate) fn flush_all(&mut self) -> io::Result<()> {
         self.output.push(None)?;
         self.output
             .stream

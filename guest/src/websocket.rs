@@ -52,6 +52,8 @@ pub struct WebSocket<S> {
     rend: usize,
     /// When the current wait of the close handshake ends.
     deadline: Option<Instant>,
+    /// The subprotocol agreed in the handshake.
+    subprotocol: Option<String>,
 }
 
 impl<S: Transport> WebSocket<S> {
@@ -70,7 +72,9 @@ impl<S: Transport> WebSocket<S> {
     /// [`read_response`](crate::handshake::read_response)), with the
     /// extensions the server agreed to in it.
     pub fn from_response(stream: S, response: &Response, leftover: Vec<u8>, config: ClientConfig) -> Self {
-        Self::with_extensions(stream, leftover, Role::Client, &config.limits, response.deflate())
+        let mut ws = Self::with_extensions(stream, leftover, Role::Client, &config.limits, response.deflate());
+        ws.subprotocol = response.subprotocol().map(str::to_owned);
+        ws
     }
 
     /// The server's session over a stream on which `accept` (from
@@ -79,7 +83,9 @@ impl<S: Transport> WebSocket<S> {
     /// in `accept`. `leftover` holds the bytes the client sent past its
     /// request head (none, from the wsgate host).
     pub fn from_accept(stream: S, accept: &Accept, leftover: Vec<u8>, config: &ServerConfig) -> Self {
-        Self::with_extensions(stream, leftover, Role::Server, &config.limits, accept.deflate())
+        let mut ws = Self::with_extensions(stream, leftover, Role::Server, &config.limits, accept.deflate());
+        ws.subprotocol = accept.subprotocol().map(str::to_owned);
+        ws
     }
 
     fn with_extensions(
@@ -98,6 +104,7 @@ impl<S: Transport> WebSocket<S> {
             rpos: 0,
             rend,
             deadline: None,
+            subprotocol: None,
         }
     }
 
@@ -127,6 +134,11 @@ impl<S: Transport> WebSocket<S> {
     /// arrived and no error ended the session.
     pub fn can_recv(&self) -> bool {
         matches!(self.session.state(), State::Open | State::CloseSent)
+    }
+
+    /// The subprotocol the handshake agreed on, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
     }
 
     /// Whether permessage-deflate is in use.

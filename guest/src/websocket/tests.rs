@@ -657,3 +657,65 @@ fn a_close_is_returned_though_its_echo_cannot_be_written() {
     ws.wait_closed().unwrap();
     ws.close(1000, "").unwrap();
 }
+
+#[test]
+fn recv_buffered_never_reads_and_recv_once_reads_once() {
+    // Two messages and half of a third in the first read; the rest later.
+    let third = frame(true, 1, b"third");
+    let mut input = cat(&[frame(true, 1, b"one"), frame(true, 2, b"two")]);
+    input.extend_from_slice(&third[..3]);
+    let first_read = input.len();
+    input.extend_from_slice(&third[3..]);
+    let mut mock = Mock::new(input, first_read);
+    mock.silent = true;
+    let mut ws = WebSocket::from_upgraded(mock, Vec::new(), ClientConfig::default());
+    // Nothing received yet: nothing to decode, and no read.
+    assert!(!ws.has_buffered());
+    assert_eq!(ws.recv_buffered().unwrap(), None);
+    assert_eq!(ws.get_ref().pos, 0);
+    // One read brings the first two and part of the third.
+    assert_eq!(ws.recv_once().unwrap(), Some(Message::Text("one".into())));
+    assert_eq!(ws.get_ref().pos, first_read);
+    assert!(ws.has_buffered());
+    assert_eq!(ws.recv_buffered().unwrap(), Some(Message::Binary(b"two".to_vec())));
+    // The part of the third is decoded and kept, without a read.
+    assert_eq!(ws.recv_buffered().unwrap(), None);
+    assert!(!ws.has_buffered());
+    assert_eq!(ws.get_ref().pos, first_read);
+    // The next read completes it.
+    assert_eq!(ws.recv_once().unwrap(), Some(Message::Text("third".into())));
+    assert!(ws.can_recv());
+    // A read that brings nothing new times out and leaves the session.
+    assert_eq!(ws.recv_once().unwrap_err().kind(), ErrorKind::Timeout);
+    assert!(ws.can_recv());
+}
+
+#[test]
+fn a_server_session_over_a_stream() {
+    use crate::server::{ServerConfig, parse_request};
+    use crate::testing::{masked_frame, server_frames};
+    let request = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                   Sec-WebSocket-Protocol: chat\r\n\r\n";
+    let (request, _) = parse_request(request.as_bytes(), 1 << 14).unwrap().unwrap();
+    let config = ServerConfig::default().subprotocol("chat");
+    let accept = request.accept(&config).unwrap();
+    let input = cat(&[
+        masked_frame(true, 0, 1, b"hi", [1, 2, 3, 4]),
+        masked_frame(true, 0, 8, &1000u16.to_be_bytes(), [5, 6, 7, 8]),
+    ]);
+    let mut ws = WebSocket::from_accept(Mock::new(input, 3), &accept, Vec::new(), &config);
+    assert_eq!(ws.subprotocol(), Some("chat"));
+    assert_eq!(ws.recv().unwrap(), Message::Text("hi".into()));
+    ws.send(Message::Text("hi".into())).unwrap();
+    assert!(matches!(ws.recv().unwrap(), Message::Close(Some(f)) if f.code == 1000));
+    assert!(!ws.can_recv());
+    let sent = server_frames(&ws.get_ref().output);
+    assert_eq!(
+        sent,
+        vec![
+            (OpCode::Text, 0, b"hi".to_vec()),
+            (OpCode::Close, 0, 1000u16.to_be_bytes().to_vec())
+        ]
+    );
+}
