@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR := $(TARGET_DIR)
 PLUGIN_DIR  := $(TARGET_DIR)/$(WASM_TARGET)/plugin
 # The plugins of the workspace (the end-to-end tests read this line when
 # they build them themselves, under a plain `cargo test`).
-PLUGINS     := echo-client bench-client autobahn-client throughput-client hostile sockets-importer echo-server ws-proxy
+PLUGINS     := echo-client bench-client autobahn-client throughput-client hostile sockets-importer echo-server ws-proxy gateway-probe
 
 export WSGATE_PLUGIN_DIR := $(PLUGIN_DIR)
 

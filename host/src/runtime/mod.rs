@@ -440,7 +440,9 @@ impl Runtime {
     /// all sessions): instantiates it and calls its `handle`.
     ///
     /// `Ok(Err(why))` is a handler that returned an error; `Err` a plugin
-    /// that trapped or was stopped at a limit.
+    /// that trapped or was stopped at a limit. `instantiated` is set to how
+    /// long instantiation took, once it is done.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn serve_session(
         &self,
         plugin: &Plugin,
@@ -449,6 +451,7 @@ impl Runtime {
         limits: &Limits,
         budget: Arc<MemoryBudget>,
         session: Session,
+        instantiated: &mut Option<Duration>,
     ) -> Result<Result<(), String>, Error> {
         let Pre::Gateway(pre) = &plugin.pre else {
             return Err(not_a_gateway(plugin));
@@ -459,7 +462,7 @@ impl Runtime {
         let memory = MemoryLimiter::with_budget(limits.memory, budget);
         let mut store = self.store(wasi.build(), config, limits, memory);
         let meter = store.data().cpu.clone();
-        let call = Metered::new(instantiate_and_handle(plugin, pre, &mut store, session), meter);
+        let call = Metered::new(instantiate_and_handle(plugin, pre, &mut store, session, instantiated), meter);
         let result = bounded(plugin, limits.run_time, call).await;
         result.map_err(|e| memory_error(plugin, store.data(), e))
     }
@@ -545,11 +548,14 @@ async fn instantiate_and_handle(
     pre: &GatewayPre<PluginState>,
     store: &mut Store<PluginState>,
     session: Session,
+    instantiated: &mut Option<Duration>,
 ) -> Result<Result<(), String>, Error> {
+    let started = Instant::now();
     let gateway: Gateway = pre
         .instantiate_async(&mut *store)
         .await
         .map_err(|e| run_error(plugin, e))?;
+    *instantiated = Some(started.elapsed());
     let session = store
         .data_mut()
         .table

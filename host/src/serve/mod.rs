@@ -471,6 +471,7 @@ async fn connection(
         writer.clone(),
         route.limits.stream_buffer,
     );
+    let mut instantiated = None;
     let ending = {
         let serve = runtime.serve_session(
             &route.plugin,
@@ -479,6 +480,7 @@ async fn connection(
             &route.limits,
             shared.budget.clone(),
             session,
+            &mut instantiated,
         );
         tokio::select! {
             result = serve => match result {
@@ -491,7 +493,11 @@ async fn connection(
     };
     // The instance is gone: its streams with it. The host ends the
     // connection.
-    finish(ending, writer, reset, peer, route, started, shared.verbose).await;
+    let times = Times {
+        started,
+        instantiated,
+    };
+    finish(ending, writer, reset, peer, route, times, shared.verbose).await;
 }
 
 /// Tells the client how its session ended, as far as it can still be told,
@@ -502,7 +508,7 @@ async fn finish(
     reset: client::ResetHandle,
     peer: SocketAddr,
     route: &Route,
-    started: Instant,
+    times: Times,
     verbose: bool,
 ) {
     let upgraded = writer.upgraded();
@@ -527,12 +533,23 @@ async fn finish(
     match what {
         Some(what) => eprintln!("wsgate: session from {peer} on route `{}`: {what}", route.name),
         None if verbose => eprintln!(
-            "wsgate: session from {peer} on route `{}` ended after {:.1} ms",
+            "wsgate: session from {peer} on route `{}` ended after {:.1} ms (instantiate {:.3} ms)",
             route.name,
-            started.elapsed().as_secs_f64() * 1000.0
+            ms(times.started.elapsed()),
+            times.instantiated.map_or(0.0, ms),
         ),
         None => {}
     }
+}
+
+/// When a session started, and how long its instantiation took.
+struct Times {
+    started: Instant,
+    instantiated: Option<Duration>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// Completes once nothing moved for `timeout`, with how long that was;

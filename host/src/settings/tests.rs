@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::race::{AttemptDelay, CommitStage};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn parse(text: &str) -> Result<Settings, String> {
@@ -263,4 +263,45 @@ fn a_flag_and_a_key_share_one_definition() {
     // The same bounds refuse the same value, in the flag's words.
     let err = Flags::try_parse_from(["wsgate", "--attempt-delay", "5"]).err().unwrap();
     assert!(err.to_string().contains("5 is not in 10..=2000"), "{err}");
+}
+
+/// The gateway's sections, as the README shows them.
+#[test]
+fn the_readme_gateway_config_parses() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let (_, rest) = readme.split_once("## Serving: `wsgate serve`").unwrap();
+    let (_, rest) = rest.split_once("```toml\n").unwrap();
+    let (text, _) = rest.split_once("```").unwrap();
+    let settings = Settings::from_toml(text, Path::new("/etc/wsgate")).unwrap();
+    assert_eq!(settings.serve.max_sessions.map(|n| n.count()), Some(1000));
+    assert_eq!(settings.serve.head_timeout.map(|t| t.duration()), Some(Duration::from_secs(10)));
+    assert_eq!(settings.listener.len(), 2);
+    assert_eq!(settings.listener[0].address.unwrap().0, "[::]:8443".parse().unwrap());
+    assert_eq!(
+        settings.listener[0].tls[1].key.as_deref(),
+        Some(Path::new("/etc/wsgate/example.net.key"))
+    );
+    assert!(settings.listener[1].tls.is_empty());
+    let [chat, echo] = &settings.route[..] else {
+        panic!("two routes: {:?}", settings.route)
+    };
+    assert_eq!(chat.name.as_deref(), Some("chat"));
+    assert_eq!(chat.plugin.as_deref(), Some(Path::new("/etc/wsgate/ws_proxy.wasm")));
+    assert_eq!(chat.args, ["wss://chat.internal.example:443/"]);
+    assert_eq!(chat.policy.as_ref().unwrap().allow.len(), 1);
+    assert_eq!(settings.route_limits(chat).memory, 32 << 20);
+    assert_eq!(settings.route_limits(echo), settings.limits());
+    assert!(echo.policy.is_none());
+}
+
+#[test]
+fn gateway_keys_are_checked_like_the_others() {
+    let err = parse("[[route]]\nplugin = \"a.wasm\"\ncolour = \"blue\"").unwrap_err();
+    assert!(err.contains("colour"), "{err}");
+    let err = parse("[[listener]]\naddress = \"nowhere\"").unwrap_err();
+    assert!(err.contains("listener") && err.contains("nowhere"), "{err}");
+    let err = parse("[serve]\nmax-head = 0").unwrap_err();
+    assert!(err.contains("serve.max-head"), "{err}");
+    let err = parse("listener = 3").unwrap_err();
+    assert!(err.contains("must be a section"), "{err}");
 }
