@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-/// How long a test waits for the gateway to say it listens.
-const START_LIMIT: Duration = Duration::from_secs(60);
+/// How long a test waits for the gateway to say it listens: a debug build
+/// compiling a plugin on a busy machine takes a while (once: the cache
+/// keeps it for the next).
+const START_LIMIT: Duration = Duration::from_secs(180);
 /// How long any one client exchange may take.
 const EXCHANGE_LIMIT: Duration = Duration::from_secs(20);
 
@@ -27,14 +29,15 @@ struct Served {
 }
 
 impl Served {
-    /// Starts `wsgate serve ARGS --cache-dir CACHE` and waits for its
+    /// Starts `wsgate serve --cache-dir CACHE ARGS` and waits for its
     /// `listening on` lines (`listeners` of them).
     fn start(args: &[&str], listeners: usize) -> Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsgate"))
             .arg("serve")
-            .args(args)
+            // Before the test's arguments, which may end with `-- ARGS`.
             .arg("--cache-dir")
             .arg(cache_dir())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -575,4 +578,70 @@ fn bad_configuration_stops_the_gateway_at_start() {
     );
     let run = common::wsgate(["run", &p]);
     run.assert_one_line_failure("is a gateway plugin");
+}
+
+/// `ws-proxy` in front of a dual-stack testbed whose IPv6 path fails as
+/// `v6` says: the client gets its echoes through IPv4, and the upstream saw
+/// one upgrade that it answered with a 101.
+fn proxy_through(v6: common::Behaviour) -> common::Counts {
+    let tb = common::testbed(v6, common::Behaviour::Ok, true);
+    let port = tb.port();
+    let upstream = format!("wss://wsgate.test:{port}/");
+    let resolve = format!("wsgate.test:{port}:[::1],127.0.0.1");
+    let allow = format!("wsgate.test:{port}");
+    let ca = tb.ca_path().unwrap().display().to_string();
+    let proxy = plugin("ws-proxy").display().to_string();
+    let served = Served::start(
+        &[
+            &proxy,
+            "--listen",
+            "127.0.0.1:0",
+            "--allow",
+            &allow,
+            "--allow-private",
+            "--resolve",
+            &resolve,
+            "--ca-cert",
+            &ca,
+            "--attempt-delay",
+            "100",
+            "--",
+            &upstream,
+        ],
+        1,
+    );
+    bounded(async {
+        let mut ws = connect(&served.url("/")).await;
+        for text in ["one", "two", "three"] {
+            echo_once(&mut ws, text).await;
+        }
+        ws.close(None).await.unwrap();
+        while ws.next().await.is_some() {}
+    });
+    // The proxy's count line, once its session is over.
+    let log = served.wait_for("ws-proxy:");
+    assert!(log.contains("3 messages"), "{log}");
+    let upgrades = tb.upgrades();
+    tb.stop();
+    upgrades
+}
+
+#[test]
+fn ws_proxy_with_ipv6_blackholed() {
+    let upgrades = proxy_through(common::Behaviour::Blackhole);
+    assert_eq!((upgrades.v6, upgrades.v4), (0, 1));
+}
+
+#[test]
+fn ws_proxy_with_ipv6_tls_stalled() {
+    let upgrades = proxy_through(common::Behaviour::TlsStall);
+    assert_eq!((upgrades.v6, upgrades.v4), (0, 1));
+}
+
+#[test]
+fn ws_proxy_with_ipv6_answering_503() {
+    // The 503 is the one upgrade IPv6 saw; the SDK falls back to IPv4,
+    // whose 101 is the only upgrade that succeeded.
+    let upgrades = proxy_through(common::Behaviour::Upgrade503);
+    assert_eq!((upgrades.v6, upgrades.v4), (1, 1));
 }
