@@ -11,8 +11,9 @@
 //! when the client offers it. It is the target of the Autobahn|Testsuite
 //! fuzzingclient (cases 1.* to 10.*, and 12.* and 13.* with deflate), whose
 //! largest messages (9.*) are 16 MiB: frames and messages up to
-//! [`MAX_MESSAGE`] are accepted, and an instance needs about three times
-//! that in linear memory (`wsgate serve --memory 128`).
+//! [`MAX_MESSAGE`] (17 MiB) are accepted. Echoing one holds it about twice
+//! (received, and encoded to send): a 17 MiB message, in one frame or in
+//! fragments, echoes within the host's default 64 MiB per instance.
 //!
 //! A request that is not a WebSocket upgrade is answered 426 or 400 by the
 //! SDK; each session that ends in an error (a refused request, a client

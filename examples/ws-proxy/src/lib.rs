@@ -170,8 +170,9 @@ fn handle(session: Session) -> Result<(), String> {
             return Err(format!("ws-proxy: {client}: {refusal}"));
         }
     };
-    // The SDK's limits hold memory to what the hook accepts; the hook is
-    // where the rule itself lives.
+    // The SDK's limits hold memory to what the hook accepts (a larger
+    // message ends the session with 1009 as soon as its header shows it);
+    // the hook is where the rule itself lives, to change.
     let mut upstream_config = ClientConfig::default()
         .max_frame_size(args.max_message)
         .max_message_size(args.max_message);
@@ -231,14 +232,20 @@ fn bridge(
             Event::Error(i, e) => {
                 // The failed side got its Close (with the error's code)
                 // from the SDK; the other one is told the session is over.
-                if e.close_code() == Some(1009) {
-                    counters.refused += 1;
-                }
                 let code = e.close_code().unwrap_or(1011);
                 if i == 0 {
                     let _ = up.close(code, "the client's side failed");
                 } else {
                     let _ = down.close(code, "the upstream's side failed");
+                }
+                // A message over the SDK's limits (the hook's size, set on
+                // both sessions) is refused as the hook refuses one.
+                if code == 1009 {
+                    counters.refused += 1;
+                    return Ok(Ending {
+                        by: "proxy",
+                        code: Some(code),
+                    });
                 }
                 return Err(e);
             }
