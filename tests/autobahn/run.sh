@@ -49,73 +49,20 @@ done
 
 # --- Python 2.7 and the suite ---------------------------------------------
 t0=$(date +%s)
-status=0
-PY=$("$HERE/install.sh") || status=$?
-if [ "$status" = 3 ]; then
-    {
-        echo "################################################################"
-        echo "##  AUTOBAHN CONFORMANCE NOT RUN: no Python 2.7 found.         ##"
-        echo "##  The Autobahn|Testsuite needs python2.7 (pyenv install      ##"
-        echo "##  2.7.18, or set PYTHON27=/path/to/python2.7).               ##"
-        if [ "${CI:-}" = true ]; then
-        echo "##  CI=true: this is a failure.                                ##"
-        else
-        echo "##  Skipped locally; under CI=true this step fails.            ##"
-        fi
-        echo "################################################################"
-    } >&2
-    [ "${CI:-}" = true ] && exit 1
-    exit 0
-elif [ "$status" != 0 ]; then
-    exit 1
-fi
-SITE=$ROOT/build/autobahn/py27
+. "$HERE/lib.sh"
+autobahn_python
 
 # --- the fuzzingserver --------------------------------------------------------
 mkdir -p "$OUT"
 rm -rf "$OUT/reports" "$OUT/server.log" "$OUT/fuzzingserver.json"
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 - "$CONFIG" "$OUT/fuzzingserver.json" "$PORT" "$OUT/reports" <<'PY'
-import json, sys
-src, dst, port, outdir = sys.argv[1:]
-spec = json.load(open(src))
-spec.pop("_comment", None)
-spec["url"] = "ws://127.0.0.1:%s" % port
-spec["outdir"] = outdir
-json.dump(spec, open(dst, "w"), indent=2)
-PY
-
-# wstest binds every interface (listenWS's default); bind it to loopback.
-# The zope namespace package needs its .pth processed: addsitedir. Should
-# this script die without stopping it (SIGKILL), the server stops itself
-# once its parent is gone.
-SERVER_PY="
-import os, site, sys
-site.addsitedir('$SITE')
-import autobahntestsuite.fuzzing as fuzzing
-listen = fuzzing.listenWS
-fuzzing.listenWS = lambda factory, ctx=None: listen(factory, ctx, interface='127.0.0.1')
-from twisted.internet import reactor, task
-parent = os.getppid()
-def orphaned():
-    if os.getppid() != parent:
-        reactor.stop()
-task.LoopingCall(orphaned).start(1.0)
-from autobahntestsuite.wstest import run
-sys.argv = ['wstest'] + sys.argv[1:]
-sys.exit(run())
-"
-# Its own session (and process group), so that it and anything it starts
-# are stopped together, whatever happens to this script.
-setsid "$PY" -u -c "$SERVER_PY" -m fuzzingserver -s "$OUT/fuzzingserver.json" -u 0 \
-    >"$OUT/server.log" 2>&1 </dev/null &
+write_spec "$CONFIG" "$OUT/fuzzingserver.json" "$PORT" "$OUT/reports"
+detach "$OUT/server.log" "${WSTEST[@]}" -m fuzzingserver -s "$OUT/fuzzingserver.json" -u 0
 SERVER=$!
 CLIENT=
 stop_server() {
     [ -z "$CLIENT" ] || kill -TERM "$CLIENT" 2>/dev/null || true
-    kill -TERM -- "-$SERVER" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 -- "-$SERVER" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL -- "-$SERVER" 2>/dev/null || true
+    stop_group "$SERVER"
 }
 trap stop_server EXIT
 trap 'exit 130' INT TERM
@@ -134,7 +81,7 @@ if [ -z "$up" ]; then
     exit 1
 fi
 t1=$(date +%s)
-echo "autobahn: fuzzingserver on 127.0.0.1:$PORT (setup $((t1 - t0)) s), cases $(python3 -c "import json; print(' '.join(json.load(open('$CONFIG'))['cases']))")"
+echo "autobahn: fuzzingserver on 127.0.0.1:$PORT (setup $((t1 - t0)) s), cases $(cases_of "$CONFIG")"
 
 # --- the client -------------------------------------------------------------------
 # In the background, so that a signal to this script runs its traps at once
