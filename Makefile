@@ -16,7 +16,7 @@ PLUGINS     := echo-client bench-client autobahn-client throughput-client hostil
 
 export WSGATE_PLUGIN_DIR := $(PLUGIN_DIR)
 
-.PHONY: run test bench plugins build wasm-target clean conformance conformance-full
+.PHONY: run test bench plugins build wasm-target clean conformance conformance-full py-websockets
 
 ## run: build the host, the testbed and the plugins, and run the demo
 run: build plugins
@@ -24,14 +24,16 @@ run: build plugins
 
 ## test: unit tests (host, guest SDK, testbed), end-to-end tests, then the
 ## Autobahn conformance run through the wsgate binary the tests built
-test: plugins
+test: plugins py-websockets
 	$(CARGO) test --workspace --exclude $(firstword $(PLUGINS)) $(addprefix --exclude ,$(wordlist 2,99,$(PLUGINS)))
 	$(MAKE) conformance WSGATE=$(TARGET_DIR)/debug/wsgate
 
 ## conformance: the Autobahn|Testsuite client cases 1.* to 10.* against the
-## autobahn-client plugin through wsgate, checked against
-## tests/autobahn/expected-1-10.json. Needs Python 2.7: without one the step
-## says so loudly and is skipped, or fails when CI=true.
+## autobahn-client plugin through wsgate run, checked against
+## tests/autobahn/expected-1-10.json; then its server cases (fuzzingclient)
+## 1.* to 10.* against the echo-server plugin through wsgate serve, checked
+## against tests/autobahn/expected-server-1-10.json. Needs Python 2.7:
+## without one the step says so loudly and is skipped, or fails when CI=true.
 ## conformance-full: the same with 12.* and 13.* (permessage-deflate).
 ## WSGATE=path/to/wsgate picks the binary (default: a debug build).
 WSGATE      ?=
@@ -41,6 +43,10 @@ conformance conformance-full: plugins
 		--wsgate $(or $(WSGATE),$(TARGET_DIR)/debug/wsgate) \
 		--plugin $(PLUGIN_DIR)/autobahn-client.wasm \
 		--out $(TARGET_DIR)/autobahn/$(if $(filter conformance-full,$@),full,1-10)
+	bash tests/autobahn/run-server.sh $(if $(filter conformance-full,$@),--full) \
+		--wsgate $(or $(WSGATE),$(TARGET_DIR)/debug/wsgate) \
+		--plugin $(PLUGIN_DIR)/echo_server.wasm \
+		--out $(TARGET_DIR)/autobahn/server-$(if $(filter conformance-full,$@),full,1-10)
 
 ## bench: wsgate against tokio-tungstenite and hyper-util on the testbed's
 ## per-family failures, then a plugin's echo throughput against native
@@ -54,6 +60,15 @@ bench: build plugins
 	$(CARGO) run --release -p wsgate-bench --bin wsgate-throughput -- \
 		--wsgate $(TARGET_DIR)/release/wsgate \
 		--plugin $(PLUGIN_DIR)/throughput-client.wasm
+
+## py-websockets: Python's websockets under build/py, for the serve test
+## that uses it as a client (skipped, saying so, when it cannot be installed)
+PY_WEBSOCKETS := websockets==13.1
+py-websockets:
+	@if ! PYTHONPATH=build/py python3 -c 'import websockets.sync.client' 2>/dev/null; then \
+		python3 -m pip install --quiet --disable-pip-version-check --target build/py '$(PY_WEBSOCKETS)' 2>/dev/null \
+		|| echo "no Python websockets: the serve test that uses it is skipped"; \
+	fi
 
 ## plugins: the example plugins, as wasm32-wasip2 components
 plugins: wasm-target

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The demo of `make run`: a dual-stack testbed on loopback, and echo-client
-# run through wsgate on a name that has both addresses.
+# The demo of `make run`: a dual-stack testbed on loopback, echo-client run
+# through wsgate on a name that has both addresses, then the gateway
+# (`wsgate serve` with ws-proxy) in front of the same testbed and
+# echo-client connecting through it.
 #
 #   examples/demo.sh BIN_DIR PLUGIN_DIR
 set -euo pipefail
@@ -9,8 +11,13 @@ bin_dir=$(cd "${1:?usage: demo.sh BIN_DIR PLUGIN_DIR}" && pwd)
 plugin_dir=$(cd "${2:?usage: demo.sh BIN_DIR PLUGIN_DIR}" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-demo.XXXXXX")
 testbed_pid=
+gateway_pid=
 
 cleanup() {
+    if [[ -n $gateway_pid ]] && kill -0 "$gateway_pid" 2>/dev/null; then
+        kill -TERM "$gateway_pid" 2>/dev/null || true
+        wait "$gateway_pid" 2>/dev/null || true
+    fi
     if [[ -n $testbed_pid ]] && kill -0 "$testbed_pid" 2>/dev/null; then
         kill -TERM "$testbed_pid" 2>/dev/null || true
         wait "$testbed_pid" 2>/dev/null || true
@@ -51,6 +58,39 @@ echo "\$ wsgate run echo-client.wasm $(shell_words "${args[@]}")"
 # The per-connect line: which address won, at which stage, how fast.
 grep '^wsgate: connect' "$work/wsgate.err" | sed 's/^wsgate: /summary: /'
 grep '^wsgate: start-up' "$work/wsgate.err" | sed 's/^wsgate: /timing:  /'
+
+# The gateway: ws-proxy bridges each client session to the testbed, through
+# the same race and policy.
+serve_args=(--listen 127.0.0.1:0 --allow "$name:$port" --allow-private --resolve "$name:$port:[::1],127.0.0.1"
+    --ca-cert ca.pem -- "wss://$name:$port/")
+echo
+echo "\$ wsgate serve ws_proxy.wasm $(shell_words "${serve_args[@]}") &"
+(cd "$work" && exec "$bin_dir/wsgate" serve "$plugin_dir/ws_proxy.wasm" "${serve_args[@]}") 2>"$work/serve.err" &
+gateway_pid=$!
+gateway=
+for _ in $(seq 1 300); do
+    gateway=$(sed -n 's/^wsgate: listening on \([^ ]*\) .*/\1/p' "$work/serve.err")
+    [[ -n $gateway ]] && break
+    kill -0 "$gateway_pid" 2>/dev/null || { cat "$work/serve.err" >&2; exit 1; }
+    sleep 0.1
+done
+[[ -n $gateway ]] || { echo "demo: the gateway did not start" >&2; cat "$work/serve.err" >&2; exit 1; }
+sed 's/^wsgate: /gateway: /' "$work/serve.err"
+client_args=(--allow "$gateway" --allow-private -- "ws://$gateway/" hello "through the gateway")
+echo "\$ wsgate run echo-client.wasm $(shell_words "${client_args[@]}")"
+"$bin_dir/wsgate" run "$plugin_dir/echo-client.wasm" "${client_args[@]}" 2>"$work/client.err" || {
+    cat "$work/client.err" "$work/serve.err" >&2
+    exit 1
+}
+# ws-proxy's line for the session: what passed each way.
+for _ in $(seq 1 100); do
+    grep -q '^ws-proxy:' "$work/serve.err" && break
+    sleep 0.1
+done
+grep '^ws-proxy:' "$work/serve.err" || true
+kill -TERM "$gateway_pid"
+wait "$gateway_pid" || true
+gateway_pid=
 
 kill -TERM "$testbed_pid"
 wait "$testbed_pid" || true

@@ -32,6 +32,25 @@ fn readme() -> String {
 }
 
 #[test]
+fn readme_gateway_plugin_code_is_the_echo_server_example() {
+    let readme = readme();
+    let example = std::fs::read_to_string(root().join("examples/echo-server/src/lib.rs")).unwrap();
+    let (begin, end) = ("<!-- echo-server:begin -->\n", "<!-- echo-server:end -->\n");
+    assert_eq!(
+        readme.matches(begin).count(),
+        1,
+        "README.md needs one `{}`",
+        begin.trim()
+    );
+    let (_, rest) = readme.split_once(begin).unwrap();
+    let (section, _) = rest.split_once(end).expect("README.md has no echo-server end marker");
+    assert!(
+        section == format!("```rust\n{example}```\n"),
+        "README.md's gateway plugin code (between the echo-server markers) differs from examples/echo-server/src/lib.rs"
+    );
+}
+
+#[test]
 fn readme_plugin_code_is_the_echo_client_example() {
     let readme = readme();
     let example = std::fs::read_to_string(root().join("examples/echo-client/src/main.rs")).unwrap();

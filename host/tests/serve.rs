@@ -645,3 +645,64 @@ fn ws_proxy_with_ipv6_answering_503() {
     let upgrades = proxy_through(common::Behaviour::Upgrade503);
     assert_eq!((upgrades.v6, upgrades.v4), (1, 1));
 }
+
+#[test]
+fn the_gateways_plugin_memory_bounds_all_sessions_together() {
+    let mut served = Served::start(
+        &[
+            &probe(),
+            "--listen",
+            "127.0.0.1:0",
+            "--memory",
+            "256",
+            "--max-plugin-memory",
+            "24",
+        ],
+        1,
+    );
+    bounded(async {
+        let mut steady = connect(&served.url("/echo")).await;
+        echo_once(&mut steady, "before").await;
+        // Within its own 256 MiB, beyond the 24 MiB all sessions share.
+        let mut hog = connect(&served.url("/memory")).await;
+        assert_eq!(close_code(&mut hog).await, Some(CloseCode::Error));
+        echo_once(&mut steady, "after").await;
+    });
+    assert!(served.alive());
+    served.wait_for("the gateway's plugin memory (24 MiB, all instances together) is in use");
+}
+
+/// Python's `websockets` (another independent client) as `make test`
+/// installs it under `build/py`, or as the system has it.
+#[test]
+fn python_websockets_client_echoes_through_the_gateway() {
+    let site = common::root().join("build/py");
+    let python_path = std::env::join_paths([site.as_path()]).unwrap();
+    let has_websockets = Command::new("python3")
+        .args(["-c", "import websockets.sync.client"])
+        .env("PYTHONPATH", &python_path)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_websockets {
+        eprintln!("skipped: no Python `websockets` (make test installs it under build/py)");
+        return;
+    }
+    let served = Served::start(&[&probe(), "--listen", "127.0.0.1:0"], 1);
+    let script = r#"
+import sys
+from websockets.sync.client import connect
+with connect(sys.argv[1], open_timeout=20, close_timeout=5, compression=None) as ws:
+    for text in ["hello", "from python", "\U0001F980"]:
+        ws.send(text)
+        print(ws.recv(timeout=20))
+    ws.send(b"\x00\x01\xff")
+    print(ws.recv(timeout=20).hex())
+"#;
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", script, &served.url("/echo")])
+        .env("PYTHONPATH", &python_path);
+    let run = common::run_bounded(command);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.lines(), ["hello", "from python", "🦀", "0001ff"]);
+}

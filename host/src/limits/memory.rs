@@ -29,6 +29,8 @@ pub(crate) struct MemoryLimiter {
     /// Table elements granted so far, all tables together.
     table_elements: usize,
     refused: Option<usize>,
+    /// Whether the shared budget (not this limiter's own limit) refused.
+    refused_by_budget: bool,
     /// The budget shared with other instances (a gateway's total plugin
     /// memory), if any: every grant is taken from it too.
     shared: Option<Arc<MemoryBudget>>,
@@ -57,6 +59,11 @@ impl MemoryBudget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// The most all instances may hold together.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
     fn take(&self, bytes: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -78,6 +85,7 @@ impl MemoryLimiter {
             memory: 0,
             table_elements: 0,
             refused: None,
+            refused_by_budget: false,
             shared: None,
         }
     }
@@ -101,6 +109,12 @@ impl MemoryLimiter {
     pub(crate) fn refused(&self) -> Option<usize> {
         self.refused
     }
+
+    /// The shared budget, when a growth within this limiter's own limit
+    /// was refused because the budget was spent.
+    pub(crate) fn spent_budget(&self) -> Option<&MemoryBudget> {
+        self.shared.as_deref().filter(|_| self.refused_by_budget)
+    }
 }
 
 impl Drop for MemoryLimiter {
@@ -116,13 +130,15 @@ impl ResourceLimiter for MemoryLimiter {
         // `memory.grow` returns -1 beyond the limit, as WebAssembly lets a
         // host do; the plugin may cope with it.
         let total = self.memory.saturating_add(desired.saturating_sub(current));
-        let shared_refuses = || {
-            self.shared
+        let over_own = total > self.limit;
+        let over_shared = !over_own
+            && self
+                .shared
                 .as_ref()
-                .is_some_and(|budget| !budget.take(total - self.memory))
-        };
-        if total > self.limit || shared_refuses() {
+                .is_some_and(|budget| !budget.take(total - self.memory));
+        if over_own || over_shared {
             self.refused = Some(self.refused.map_or(total, |d| d.max(total)));
+            self.refused_by_budget |= over_shared;
             return Ok(false);
         }
         self.memory = total;
@@ -148,5 +164,30 @@ impl ResourceLimiter for MemoryLimiter {
 
     fn tables(&self) -> usize {
         MAX_TABLES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_budget_bounds_instances_together_and_comes_back() {
+        let budget = MemoryBudget::new(100);
+        let mut a = MemoryLimiter::with_budget(80, budget.clone());
+        let mut b = MemoryLimiter::with_budget(80, budget.clone());
+        assert!(a.memory_growing(0, 60, None).unwrap());
+        // Within b's own limit, beyond what is left of the budget.
+        assert!(!b.memory_growing(0, 60, None).unwrap());
+        assert!(b.spent_budget().is_some());
+        assert!(b.memory_growing(0, 40, None).unwrap());
+        assert_eq!(budget.used(), 100);
+        // Beyond a's own limit: its own refusal, not the budget's.
+        assert!(!a.memory_growing(60, 90, None).unwrap());
+        assert!(a.spent_budget().is_none());
+        drop(a);
+        assert_eq!(budget.used(), 40);
+        drop(b);
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -462,7 +462,10 @@ impl Runtime {
         let memory = MemoryLimiter::with_budget(limits.memory, budget);
         let mut store = self.store(wasi.build(), config, limits, memory);
         let meter = store.data().cpu.clone();
-        let call = Metered::new(instantiate_and_handle(plugin, pre, &mut store, session, instantiated), meter);
+        let call = Metered::new(
+            instantiate_and_handle(plugin, pre, &mut store, session, instantiated),
+            meter,
+        );
         let result = bounded(plugin, limits.run_time, call).await;
         result.map_err(|e| memory_error(plugin, store.data(), e))
     }
@@ -511,6 +514,16 @@ async fn bounded<T>(
 fn memory_error(plugin: &Plugin, state: &PluginState, e: Error) -> Error {
     if e.kind() != ErrorKind::Trap {
         return e;
+    }
+    if let Some(budget) = state.memory.spent_budget() {
+        return Error::new(
+            ErrorKind::Limit,
+            format!(
+                "`{}` ran out of memory: the gateway's plugin memory ({}, all instances together) is in use",
+                plugin.name,
+                bytes(budget.limit())
+            ),
+        );
     }
     match state.memory.refused() {
         Some(desired) => Error::new(

@@ -20,7 +20,9 @@
 //! | no route for the `Host` and path | 404 |
 //! | `serve.max-sessions`, or the route's, reached | 503 |
 //!
-//! Each closes the connection. A session whose plugin traps or meets a
+//! Each closes the connection. At most [`MAX_PENDING`] connections may be
+//! in TLS or their head at a time; more are closed at once. A session whose
+//! plugin traps or meets a
 //! limit ends alone: with a Close 1011 when the plugin had answered the
 //! upgrade, a reset when it had not. Nothing a plugin does ends the
 //! process.
@@ -68,6 +70,12 @@ use tokio_rustls::TlsAcceptor;
 /// to a client that does not read it.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Connections still in TLS or their request head, at most, all listeners
+/// together: each holds a task, a buffer and a timer until its head timeout,
+/// so their number is bounded apart from the sessions'. Beyond it a new
+/// connection is closed at once.
+const MAX_PENDING: usize = 1024;
+
 /// Pool slots beyond the session limit: instances still being torn down
 /// while new sessions start.
 const POOL_SLACK: u32 = 16;
@@ -99,6 +107,8 @@ struct Shared {
     routes: Vec<Route>,
     max_sessions: usize,
     sessions: AtomicUsize,
+    /// Connections not yet in a session (TLS, head, answer).
+    pending: AtomicUsize,
     budget: Arc<MemoryBudget>,
     max_head: usize,
     head_timeout: Duration,
@@ -182,6 +192,7 @@ impl Gateway {
             routes,
             max_sessions,
             sessions: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
             budget: MemoryBudget::new(serve.max_plugin_memory.map_or(DEFAULT_PLUGIN_MEMORY, |m| m.bytes())),
             max_head: serve.max_head.map_or(DEFAULT_MAX_HEAD, |k| k.bytes()),
             head_timeout: serve.head_timeout.map_or(DEFAULT_HEAD_TIMEOUT, |t| t.duration()),
@@ -329,8 +340,12 @@ async fn accept_loop(listener: Listener, runtime: Arc<Runtime>, shared: Arc<Shar
         tokio::select! {
             accepted = listener.socket.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let Some(pending) = Pending::take(&shared) else {
+                        // Dropped: closed at once.
+                        continue;
+                    };
                     let tls = listener.tls.as_ref().map(|(acceptor, _)| acceptor.clone());
-                    connections.spawn(connection(tcp, peer, tls, runtime.clone(), shared.clone()));
+                    connections.spawn(connection(tcp, peer, tls, runtime.clone(), shared.clone(), pending));
                 }
                 Err(e) => {
                     // Out of descriptors, most likely: say so, and let
@@ -342,6 +357,22 @@ async fn accept_loop(listener: Listener, runtime: Arc<Runtime>, shared: Arc<Shar
             // Reap finished connections, so the set holds only live ones.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
+    }
+}
+
+/// A connection's place among those not yet in a session, given back when
+/// dropped.
+struct Pending(Arc<Shared>);
+
+impl Pending {
+    fn take(shared: &Arc<Shared>) -> Option<Pending> {
+        take_place(&shared.pending, MAX_PENDING).then(|| Pending(shared.clone()))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -401,6 +432,7 @@ async fn connection(
     tls: Option<TlsAcceptor>,
     runtime: Arc<Runtime>,
     shared: Arc<Shared>,
+    pending: Pending,
 ) {
     // WebSocket frames are small and latency-bound.
     let _ = tcp.set_nodelay(true);
@@ -457,6 +489,8 @@ async fn connection(
         )
         .await;
     };
+    // A session now: counted as one, no longer as pending.
+    drop(pending);
     let (reader, writer, reset, activity) = match client::split(stream) {
         Ok(parts) => parts,
         Err(_) => return,
@@ -493,10 +527,7 @@ async fn connection(
     };
     // The instance is gone: its streams with it. The host ends the
     // connection.
-    let times = Times {
-        started,
-        instantiated,
-    };
+    let times = Times { started, instantiated };
     finish(ending, writer, reset, peer, route, times, shared.verbose).await;
 }
 

@@ -274,7 +274,10 @@ fn the_readme_gateway_config_parses() {
     let (text, _) = rest.split_once("```").unwrap();
     let settings = Settings::from_toml(text, Path::new("/etc/wsgate")).unwrap();
     assert_eq!(settings.serve.max_sessions.map(|n| n.count()), Some(1000));
-    assert_eq!(settings.serve.head_timeout.map(|t| t.duration()), Some(Duration::from_secs(10)));
+    assert_eq!(
+        settings.serve.head_timeout.map(|t| t.duration()),
+        Some(Duration::from_secs(10))
+    );
     assert_eq!(settings.listener.len(), 2);
     assert_eq!(settings.listener[0].address.unwrap().0, "[::]:8443".parse().unwrap());
     assert_eq!(
