@@ -583,7 +583,7 @@ fn bad_configuration_stops_the_gateway_at_start() {
 /// `ws-proxy` in front of a dual-stack testbed whose IPv6 path fails as
 /// `v6` says: the client gets its echoes through IPv4, and the upstream saw
 /// one upgrade that it answered with a 101.
-fn proxy_through(v6: common::Behaviour) -> common::Counts {
+fn proxy_through(v6: common::Behaviour) -> wsgate_testbed::Counts {
     let tb = common::testbed(v6, common::Behaviour::Ok, true);
     let port = tb.port();
     let upstream = format!("wss://wsgate.test:{port}/");

@@ -135,7 +135,7 @@ impl Settings {
         if let toml::Value::Table(table) = &value
             && let Some((name, other)) = table
                 .iter()
-                .find(|(name, v)| !v.is_table() && !(LISTS.contains(&name.as_str()) && v.is_array()))
+                .find(|(name, v)| !(v.is_table() || LISTS.contains(&name.as_str()) && v.is_array()))
         {
             return Err(format!(
                 "`{name}` must be a section ({}), not a {}",

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-pub use wsgate_testbed::{Behaviour, Config, Counts, TestbedHandle, spawn_in_thread};
+pub use wsgate_testbed::{Behaviour, Config, TestbedHandle, spawn_in_thread};
 
 /// The longest any one `wsgate` run may take in a test.
 pub const RUN_LIMIT: Duration = Duration::from_secs(60);
