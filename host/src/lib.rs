@@ -13,7 +13,13 @@
 //! crate; what an embedder needs is re-exported here:
 //!
 //! - `runtime`: the wasmtime engine that loads and runs plugins, each in
-//!   its own sandbox ([`Runtime`], [`Plugin`], [`RunOptions`], [`Outcome`]).
+//!   its own sandbox ([`Runtime`], [`Plugin`], [`RunOptions`], [`Outcome`]);
+//!   it tells a `client` plugin from a `gateway` plugin by its exports.
+//! - `serve`: the gateway (`wsgate serve`, [`Gateway`]): listeners, TLS
+//!   with SNI, the bounded request head, routes, and a fresh instance of a
+//!   `gateway` plugin per session.
+//! - `sessions`: the `wsgate:connect/sessions` capability, a client's
+//!   session as the plugin holds it.
 //! - `limits`: what one plugin instance may use ([`Limits`]), and how the
 //!   host holds it to that (memory, CPU time, connect rate).
 //! - [`settings`]: the operator's settings, from defaults, a TOML file and
@@ -36,7 +42,8 @@
 //! The modules depend on each other in one direction only: `host_name`,
 //! `range` and `error` depend on nothing; `policy`, `resolve`, `tls` and
 //! `report` on those; `race` on `resolve` and `report`; `connect` on all of
-//! them; `settings` and `runtime` on top.
+//! them; `sessions` on `connect` (its streams); `settings` and `runtime`
+//! on top; `serve` over `runtime`.
 //!
 //! # Example
 //!
@@ -72,6 +79,7 @@ mod report;
 mod resolve;
 mod runtime;
 mod serve;
+mod sessions;
 pub mod settings;
 mod tls;
 

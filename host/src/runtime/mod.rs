@@ -32,8 +32,8 @@ use crate::connect::bindings::{Client, ClientPre};
 use crate::connect::{self, ConnectConfig, ConnectCtx, ConnectCtxView, ConnectView};
 use crate::error::{Error, ErrorKind};
 use crate::limits::{CpuExhausted, CpuMeter, Limits, MemoryBudget, MemoryLimiter, Metered, bytes, human};
-use crate::serve::bindings::{Gateway, GatewayPre};
-use crate::serve::session::{self, Session};
+use crate::sessions::bindings::{Gateway, GatewayPre};
+use crate::sessions::{self, Session};
 use epoch::start_epoch_ticker;
 use linker::{add_sandbox_to_linker, check_component_header, check_imports};
 use std::path::Path;
@@ -287,7 +287,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         add_sandbox_to_linker(&mut linker)
             .and_then(|()| connect::add_to_linker(&mut linker))
-            .and_then(|()| session::add_to_linker(&mut linker, |state: &mut PluginState| &mut state.table))
+            .and_then(|()| sessions::add_to_linker(&mut linker, |state: &mut PluginState| &mut state.table))
             .map_err(|e| wasm_error(ErrorKind::Load, "cannot set up the linker", e))?;
         Ok(Runtime { engine, linker })
     }

@@ -33,18 +33,18 @@
 //! all instances together.
 
 mod answer;
-pub(crate) mod bindings;
 mod certs;
 mod client;
 mod head;
 mod listener;
 mod route;
-pub(crate) mod session;
 
 use crate::connect::ConnectConfig;
 use crate::error::Error;
 use crate::limits::{Limits, MemoryBudget};
+use crate::race::Replay;
 use crate::runtime::{Plugin, Pool, Runtime};
+use crate::sessions::{RequestHead, Session, SessionInfo};
 use crate::settings::{
     DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEAD, DEFAULT_MAX_SESSIONS, DEFAULT_PLUGIN_MEMORY,
     IdleTimeoutSecs, RouteSettings, Settings,
@@ -54,7 +54,6 @@ use certs::CertFiles;
 use client::{Activity, ClientStream, ClientWriter};
 use head::read_head;
 use route::{HostPattern, Matcher};
-use session::Session;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -495,16 +494,20 @@ async fn connection(
         Ok(parts) => parts,
         Err(_) => return,
     };
-    let session = Session::new(
-        head,
-        peer,
+    let info = SessionInfo {
+        client: peer,
         server_name,
-        route.name.clone(),
-        early,
-        reader,
-        writer.clone(),
-        route.limits.stream_buffer,
-    );
+        route: route.name.clone(),
+        head: RequestHead {
+            method: head.method,
+            target: head.target,
+            minor_version: head.minor_version,
+            headers: head.headers,
+        },
+    };
+    // The bytes read after the head come first.
+    let input = Box::new(Replay::new(early, reader));
+    let session = Session::new(info, input, Box::new(writer.clone()), route.limits.stream_buffer);
     let mut instantiated = None;
     let ending = {
         let serve = runtime.serve_session(

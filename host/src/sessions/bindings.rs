@@ -5,7 +5,7 @@
 //! is mapped onto the bindings already made for it, so a gateway plugin's
 //! connections are the very [`Connection`](crate::connect::Connection)s of
 //! a client plugin; the `session` resource is the host's
-//! [`Session`](super::session::Session).
+//! [`Session`](super::Session).
 
 #[allow(missing_docs)]
 mod generated {
@@ -17,7 +17,7 @@ mod generated {
         with: {
             "wasi": wasmtime_wasi::p2::bindings,
             "wsgate:connect/types": crate::connect::bindings::types,
-            "wsgate:connect/sessions.session": crate::serve::session::Session,
+            "wsgate:connect/sessions.session": crate::sessions::Session,
         },
     });
 }

@@ -1,68 +1,11 @@
-//! The host side of `wsgate:connect/sessions`: a client's session as a
-//! plugin holds it.
+//! The host side of `wsgate:connect/sessions`: the trait impls that
+//! `bindgen!` asks for.
 
+use super::Session;
 use super::bindings::sessions::{self, Header, RequestHead};
-use super::client::{ClientReader, ClientWriter};
-use super::head::Head;
 use crate::connect::{ReadStream, WriteStream};
-use crate::race::Replay;
-use std::net::SocketAddr;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
-
-/// One client's session: what the host read of it, and the connection's
-/// two halves until the plugin takes them as streams.
-pub struct Session {
-    head: Head,
-    client: SocketAddr,
-    server_name: Option<String>,
-    route: String,
-    reader: Option<Replay<ClientReader>>,
-    writer: Option<ClientWriter>,
-    stream_buffer: usize,
-}
-
-impl Session {
-    /// A session for a client at `client` whose head is `head`; `early`
-    /// holds the bytes read after the head, which the input stream gives
-    /// first.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        head: Head,
-        client: SocketAddr,
-        server_name: Option<String>,
-        route: String,
-        early: Vec<u8>,
-        reader: ClientReader,
-        writer: ClientWriter,
-        stream_buffer: usize,
-    ) -> Session {
-        Session {
-            head,
-            client,
-            server_name,
-            route,
-            reader: Some(Replay::new(early, reader)),
-            writer: Some(writer),
-            stream_buffer,
-        }
-    }
-}
-
-/// The [`HasData`] of the interface: it works on the resource table alone.
-pub(crate) struct Sessions;
-
-impl HasData for Sessions {
-    type Data<'a> = &'a mut ResourceTable;
-}
-
-/// Adds `wsgate:connect/sessions` to `linker`.
-pub(crate) fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    table: fn(&mut T) -> &mut ResourceTable,
-) -> wasmtime::Result<()> {
-    sessions::add_to_linker::<T, Sessions>(linker, table)
-}
 
 impl sessions::Host for ResourceTable {}
 
