@@ -50,8 +50,12 @@ conformance conformance-full: plugins
 
 ## bench: wsgate against tokio-tungstenite and hyper-util on the testbed's
 ## per-family failures, then a plugin's echo throughput against native
-## tokio-tungstenite (BENCHMARKS.md). Extra flags: make bench BENCH_ARGS='--runs 50'
+## tokio-tungstenite, then `wsgate serve` (sessions per second, instantiation,
+## RSS per idle session, ws-proxy against nginx, which bench/nginx.sh
+## installs from Debian's packages when missing) (BENCHMARKS.md).
+## Extra flags: make bench BENCH_ARGS='--runs 50' SERVE_BENCH_ARGS='--rounds 9'
 BENCH_ARGS  ?=
+SERVE_BENCH_ARGS ?=
 bench: build plugins
 	$(CARGO) run --release -p wsgate-bench -- \
 		--wsgate $(TARGET_DIR)/release/wsgate \
@@ -60,6 +64,11 @@ bench: build plugins
 	$(CARGO) run --release -p wsgate-bench --bin wsgate-throughput -- \
 		--wsgate $(TARGET_DIR)/release/wsgate \
 		--plugin $(PLUGIN_DIR)/throughput-client.wasm
+	$(CARGO) run --release -p wsgate-bench --bin wsgate-serve-bench -- \
+		--wsgate $(TARGET_DIR)/release/wsgate \
+		--echo-plugin $(PLUGIN_DIR)/echo_server.wasm \
+		--proxy-plugin $(PLUGIN_DIR)/ws_proxy.wasm \
+		--nginx "$$(bash bench/nginx.sh || echo nginx)" $(SERVE_BENCH_ARGS)
 
 ## py-websockets: Python's websockets under build/py, for the serve test
 ## that uses it as a client (skipped, saying so, when it cannot be installed)
