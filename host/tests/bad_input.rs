@@ -82,8 +82,7 @@ fn plugin_whose_run_fails_exits_1_quietly() {
 #[test]
 fn plugin_importing_what_the_host_does_not_provide() {
     let imports = r#"(import "acme:nope/thing@1.0.0" (instance (export "f" (func))))"#;
-    let line =
-        run_plugin(&component(imports, "i32.const 0"), &[]).assert_one_line_failure("not a wsgate client plugin");
+    let line = run_plugin(&component(imports, "i32.const 0"), &[]).assert_one_line_failure("is not a wsgate plugin");
     assert!(line.contains("acme:nope/thing"), "{line}");
 }
 

@@ -316,7 +316,7 @@ impl Runtime {
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| wasm_error(ErrorKind::Link, &format!("`{shown}` cannot be linked"), e))?;
+            .map_err(|e| wasm_error(ErrorKind::Link, &format!("`{shown}` is not a wsgate plugin"), e))?;
         let pre = if exports_one(GATEWAY_EXPORT) {
             GatewayPre::new(instance_pre)
                 .map(Pre::Gateway)
