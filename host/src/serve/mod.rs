@@ -339,6 +339,7 @@ async fn accept_loop(listener: Listener, runtime: Arc<Runtime>, shared: Arc<Shar
         tokio::select! {
             accepted = listener.socket.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let peer = unmapped(peer);
                     let Some(pending) = Pending::take(&shared) else {
                         // Dropped: closed at once.
                         continue;
@@ -356,6 +357,18 @@ async fn accept_loop(listener: Listener, runtime: Arc<Runtime>, shared: Arc<Shar
             // Reap finished connections, so the set holds only live ones.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
+    }
+}
+
+/// An IPv4 client of a dual-stack `[::]` listener as what it is:
+/// `127.0.0.1:P`, not `[::ffff:127.0.0.1]:P`, for the plugin and the logs.
+fn unmapped(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
     }
 }
 
@@ -608,4 +621,27 @@ async fn refuse(stream: &mut ClientStream, code: u16, reason: &str, detail: &str
         stream.shutdown().await
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_ipv4_clients_are_shown_as_ipv4() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:4000".parse().unwrap();
+        assert_eq!(unmapped(mapped), "127.0.0.1:4000".parse::<SocketAddr>().unwrap());
+        let v6: SocketAddr = "[::1]:4000".parse().unwrap();
+        assert_eq!(unmapped(v6), v6);
+    }
+
+    #[test]
+    fn places_are_taken_up_to_the_bound_and_given_back() {
+        let count = AtomicUsize::new(0);
+        assert!(take_place(&count, 2));
+        assert!(take_place(&count, 2));
+        assert!(!take_place(&count, 2));
+        count.fetch_sub(1, Ordering::AcqRel);
+        assert!(take_place(&count, 2));
+    }
 }
