@@ -103,6 +103,13 @@ pub struct Event {
     /// `resolve` events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The winner's address family (`ipv6` or `ipv4`), on `commit` events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<&'static str>,
+    /// How long the winner's TCP handshake took (SYN to established: one
+    /// round trip), in milliseconds, on `commit` events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_rtt_ms: Option<f64>,
 }
 
 fn ser_addr<S: serde::Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
@@ -110,6 +117,11 @@ fn ser_addr<S: serde::Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::
         Some(a) => s.collect_str(a),
         None => s.serialize_none(),
     }
+}
+
+/// A duration in milliseconds, to the microsecond.
+fn ms(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
 }
 
 /// Where the JSON lines go: a file or standard error, shared by all
@@ -185,6 +197,23 @@ impl RaceLog {
         self.push_at(Instant::now(), event, addr, stage, detail);
     }
 
+    /// Records the commit to `addr` at `stage`, with its family and the TCP
+    /// round trip its attempt measured.
+    pub fn push_commit(
+        &mut self,
+        addr: SocketAddr,
+        stage: &'static str,
+        detail: Option<String>,
+        tcp_rtt: Option<Duration>,
+    ) {
+        let event = Event {
+            family: Some(if addr.is_ipv6() { "ipv6" } else { "ipv4" }),
+            tcp_rtt_ms: tcp_rtt.map(ms),
+            ..self.event_at(Instant::now(), EventKind::Commit, Some(addr), Some(stage), detail)
+        };
+        self.record(event);
+    }
+
     /// Records an event that happened at `at` (an attempt's progress is
     /// stamped where it happened, not where the race got to it).
     pub fn push_at(
@@ -195,15 +224,32 @@ impl RaceLog {
         stage: Option<&'static str>,
         detail: Option<String>,
     ) {
-        let since = at.saturating_duration_since(self.start);
-        let event = Event {
+        let event = self.event_at(at, event, addr, stage, detail);
+        self.record(event);
+    }
+
+    fn event_at(
+        &self,
+        at: Instant,
+        event: EventKind,
+        addr: Option<SocketAddr>,
+        stage: Option<&'static str>,
+        detail: Option<String>,
+    ) -> Event {
+        Event {
             connect: self.connect,
             event,
-            t_ms: (since.as_micros() as f64) / 1000.0,
+            t_ms: ms(at.saturating_duration_since(self.start)),
             addr,
             stage,
             detail,
-        };
+            family: None,
+            tcp_rtt_ms: None,
+        }
+    }
+
+    /// Keeps `event` and writes it to the sink, if any.
+    fn record(&mut self, event: Event) {
         if let Some(sink) = &self.sink {
             sink.write(&event);
         }

@@ -199,12 +199,16 @@ fn connection(config: &ConnectConfig, race: Race, committed: Committed<Transport
         let log = race.log();
         let attempts = race.attempts_started();
         summary.write_line(&format!(
-            "wsgate: connect #{} to {}:{} won by {} (committed at {}) in {:.1} ms, {} attempt{}",
+            "wsgate: connect #{} to {}:{} won by {} (committed at {}{}) in {:.1} ms, {} attempt{}",
             log.connect_id(),
             race.target().host,
             race.target().port,
             committed.peer,
             race.target().commit,
+            race.tcp_rtt(committed.peer).map_or_else(String::new, |rtt| format!(
+                ", TCP RTT {:.1} ms",
+                rtt.as_secs_f64() * 1000.0
+            )),
             log.elapsed().as_secs_f64() * 1000.0,
             attempts,
             if attempts == 1 { "" } else { "s" },

@@ -15,6 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -47,6 +48,10 @@ pub struct Race<D: Dialer = NetDialer> {
     log: RaceLog,
     /// The address and start time of the attempt started last.
     last_attempt: Option<(SocketAddr, Instant)>,
+    /// When each attempt started, and how long its TCP handshake took
+    /// (one round trip: what the commit event reports).
+    started_at: HashMap<SocketAddr, Instant>,
+    tcp_rtt: HashMap<SocketAddr, Duration>,
     next_start: Instant,
     /// Attempts started, and first flights written, over the whole race.
     attempts_started: usize,
@@ -110,10 +115,18 @@ impl<D: Dialer> Race<D> {
             failures: Vec::new(),
             log,
             last_attempt: None,
+            started_at: HashMap::new(),
+            tcp_rtt: HashMap::new(),
             next_start: Instant::now(),
             attempts_started: 0,
             first_flights: 0,
         }
+    }
+
+    /// How long the TCP handshake to `addr` took, if an attempt to it got
+    /// that far.
+    pub fn tcp_rtt(&self, addr: SocketAddr) -> Option<Duration> {
+        self.tcp_rtt.get(&addr).copied()
     }
 
     /// The events of this connect so far.
@@ -206,12 +219,9 @@ impl<D: Dialer> Race<D> {
         while let Some(parked) = self.parked.pop_front() {
             let addr = parked.addr();
             if let Some(stream) = parked.take() {
-                self.log.push(
-                    EventKind::Commit,
-                    Some(addr),
-                    Some(self.target.commit.as_str()),
-                    Some("parked".into()),
-                );
+                let rtt = self.tcp_rtt.get(&addr).copied();
+                self.log
+                    .push_commit(addr, self.target.commit.as_str(), Some("parked".into()), rtt);
                 return self.finish(addr, stream, Vec::new()).await;
             }
         }
@@ -269,6 +279,7 @@ impl<D: Dialer> Race<D> {
 
     fn spawn_attempt(&mut self, addr: SocketAddr, now: Instant) {
         self.log.push_at(now, EventKind::Attempt, Some(addr), None, None);
+        self.started_at.insert(addr, now);
         self.attempts_started += 1;
         let task = attempt(
             self.dialer.clone(),
@@ -285,6 +296,9 @@ impl<D: Dialer> Race<D> {
         let (addr, stage) = match progress {
             Progress::Tcp(addr, at) => {
                 self.log.push_at(at, EventKind::Tcp, Some(addr), None, None);
+                if let Some(started) = self.started_at.get(&addr) {
+                    self.tcp_rtt.insert(addr, at.saturating_duration_since(*started));
+                }
                 // HEv3 §6.1: TCP is up and TLS has begun; give it up to one
                 // more attempt delay before starting the next attempt, but
                 // never more, so a stalled handshake cannot hold the race.
@@ -422,8 +436,8 @@ impl<D: Dialer> Race<D> {
     ) -> Result<Option<Committed<D::Stream>>, ConnectError> {
         let stage = self.target.commit;
         let detail = (stage == CommitStage::Response).then(|| format!("{} first flights sent", self.first_flights));
-        self.log
-            .push(EventKind::Commit, Some(addr), Some(stage.as_str()), detail);
+        let rtt = self.tcp_rtt.get(&addr).copied();
+        self.log.push_commit(addr, stage.as_str(), detail, rtt);
         self.settle_others(stage != CommitStage::Response).await;
 
         let stream = if stage == CommitStage::Tcp && self.target.tls {

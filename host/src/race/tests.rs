@@ -744,3 +744,41 @@ fn config_values_out_of_range_are_named() {
         .is_ok()
     );
 }
+
+/// The commit event says which family won and how long its TCP handshake
+/// took, measured from its own attempt's start (HEv3's and the primer's
+/// "log the winning family with its RTT"), whichever stage commits.
+#[tokio::test(start_paused = true)]
+async fn the_commit_names_the_winners_family_and_tcp_round_trip() {
+    for (commit, winner, rtt) in [(CommitStage::Tls, v4(1), 40.0), (CommitStage::Tcp, v6(1), 100.0)] {
+        // IPv6 connects in 100 ms but its TLS never ends; IPv4 starts later
+        // and connects in 40 ms.
+        let stalled_tls = Plan {
+            tls: Step::Never,
+            ..ok(100, 0)
+        };
+        let script = Script::new(&[(v6(1), stalled_tls), (v4(1), ok(40, 5))]);
+        let mut r = race(
+            RaceConfig::default(),
+            commit,
+            &script,
+            lookups(&[v6(1)], Some(0), &[v4(1)], Some(0)),
+            &memory(),
+        );
+        let _ = r.next(deadline(10_000)).await;
+        let commit_event = r.log().events().iter().find(|e| e.event == EventKind::Commit).unwrap();
+        assert_eq!(commit_event.addr, Some(winner), "{commit:?}");
+        let family = if winner.is_ipv6() { "ipv6" } else { "ipv4" };
+        assert_eq!(commit_event.family, Some(family), "{commit:?}");
+        assert_eq!(commit_event.tcp_rtt_ms, Some(rtt), "{commit:?}");
+        assert_eq!(r.tcp_rtt(winner), Some(Duration::from_millis(rtt as u64)));
+        // The other events carry neither.
+        assert!(
+            r.log()
+                .events()
+                .iter()
+                .filter(|e| e.event != EventKind::Commit)
+                .all(|e| e.family.is_none() && e.tcp_rtt_ms.is_none())
+        );
+    }
+}
