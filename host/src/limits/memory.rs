@@ -126,7 +126,12 @@ impl Drop for MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Past the memory's own declared maximum the growth fails anyway,
+        // after this call: grant (and count) nothing.
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
         // `memory.grow` returns -1 beyond the limit, as WebAssembly lets a
         // host do; the plugin may cope with it.
         let total = self.memory.saturating_add(desired.saturating_sub(current));

@@ -40,7 +40,7 @@ impl Head {
         let authority = match self.header("host") {
             Some(value) => std::str::from_utf8(value).ok()?.trim().to_owned(),
             None => {
-                let rest = self.target.split_once("://")?.1;
+                let rest = self.absolute_form()?;
                 rest.split(['/', '?']).next()?.to_owned()
             }
         };
@@ -53,11 +53,21 @@ impl Head {
         (!host.is_empty()).then(|| host.trim_end_matches('.').to_ascii_lowercase())
     }
 
+    /// What follows `scheme://` in an absolute-form target
+    /// (`ws://host/path`); `None` for the usual origin form (`/path?q`),
+    /// whatever its query holds (`/?next=ws://elsewhere/`).
+    fn absolute_form(&self) -> Option<&str> {
+        if self.target.starts_with('/') {
+            return None;
+        }
+        self.target.split_once("://").map(|(_, rest)| rest)
+    }
+
     /// The path of the target, without its query: what routes match on.
     pub(crate) fn path(&self) -> &str {
-        let target = match self.target.split_once("://") {
+        let target = match self.absolute_form() {
             // An absolute target: the path starts after the authority.
-            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+            Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
             None => &self.target,
         };
         target.split(['?', '#']).next().unwrap_or("/")
@@ -189,6 +199,19 @@ mod tests {
         let (head, _) = parse(b"GET ws://b.example:9/x?y HTTP/1.1\r\n\r\n").unwrap().unwrap();
         assert_eq!(head.host().as_deref(), Some("b.example"));
         assert_eq!(head.path(), "/x");
+    }
+
+    #[test]
+    fn a_url_in_the_query_is_not_the_target() {
+        for (target, path) in [
+            ("/public?next=ws://x/admin", "/public"),
+            ("/admin?next=ws://x", "/admin"),
+        ] {
+            let text = format!("GET {target} HTTP/1.0\r\n\r\n");
+            let (head, _) = parse(text.as_bytes()).unwrap().unwrap();
+            assert_eq!(head.path(), path, "{target}");
+            assert_eq!(head.host(), None, "{target}");
+        }
     }
 
     #[test]

@@ -22,10 +22,9 @@
 //!
 //! Each closes the connection. At most [`MAX_PENDING`] connections may be
 //! in TLS or their head at a time; more are closed at once. A session whose
-//! plugin traps or meets a
-//! limit ends alone: with a Close 1011 when the plugin had answered the
-//! upgrade, a reset when it had not. Nothing a plugin does ends the
-//! process.
+//! plugin traps or meets a limit ends alone: with a Close 1011 when the
+//! plugin had answered the upgrade and is between two frames, a reset
+//! otherwise. Nothing a plugin does ends the process.
 //!
 //! What sessions share lives in the host: the race's family memory, the
 //! resolver, the TLS client roots (one [`ConnectConfig`] for all routes,
@@ -520,7 +519,7 @@ async fn connection(
     };
     // The bytes read after the head come first.
     let input = Box::new(Replay::new(early, reader));
-    let session = Session::new(info, input, Box::new(writer.clone()), route.limits.stream_buffer);
+    let session = Session::new(info, input, Box::new(writer.for_plugin()), route.limits.stream_buffer);
     let mut instantiated = None;
     let ending = {
         let serve = runtime.serve_session(
@@ -558,14 +557,16 @@ async fn finish(
     times: Times,
     verbose: bool,
 ) {
-    let upgraded = writer.upgraded();
+    // Whether a Close frame can still be said: after a 101, between two
+    // of the plugin's frames. The plugin's side writes nothing from here.
+    let can_close = writer.take_over();
     let what = match &ending {
         Ending::Done => None,
         Ending::Refused(why) => Some(format!("the handler returned an error: {why}")),
         Ending::Failed(e) => Some(e.to_string()),
         Ending::Idle(idle) => Some(format!("closed after {} s without traffic", idle.as_secs())),
     };
-    match (&ending, upgraded) {
+    match (&ending, can_close) {
         (Ending::Done | Ending::Refused(_), _) => writer.finish(&[], GOODBYE_TIMEOUT).await,
         (Ending::Failed(_), true) => {
             writer
@@ -573,8 +574,8 @@ async fn finish(
                 .await
         }
         (Ending::Idle(_), true) => writer.finish(&close_frame(1001, "idle timeout"), GOODBYE_TIMEOUT).await,
-        // The client is still waiting for an answer to its upgrade, in a
-        // protocol nobody speaks any more: reset.
+        // The client is still waiting for an answer to its upgrade, or is
+        // in the middle of a frame that will never end: reset.
         (Ending::Failed(_) | Ending::Idle(_), false) => reset.reset(),
     }
     match what {

@@ -8,8 +8,11 @@ use crate::range::{Count, Kib, Mib, Millis, Ranged, SecondsOrOff};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// The bounds of [`ServeSettings::max_sessions`] and of a route's.
-pub type MaxSessions = Ranged<Count, 1, 1_000_000>;
+/// The bounds of [`ServeSettings::max_sessions`] and of a route's. The
+/// instance pool reserves its slots' address space up front (about 8 GiB
+/// per session, for guard-page bounds checks): 10,000 sessions take 80 TiB
+/// of the 128 TiB a 64-bit process has.
+pub type MaxSessions = Ranged<Count, 1, 10_000>;
 /// The bounds of [`ServeSettings::max_plugin_memory`], in MiB.
 pub type PluginMemoryMib = Ranged<Mib, 1, 1_048_576>;
 /// The bounds of [`ServeSettings::max_head`], in KiB.

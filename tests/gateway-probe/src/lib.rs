@@ -4,6 +4,7 @@
 //!
 //! - `/trap-before-upgrade`: panics before answering;
 //! - `/trap-after-upgrade`: answers 101, then panics;
+//! - `/trap-mid-frame`: answers 101, writes the start of a frame, panics;
 //! - `/memory`: answers 101, then allocates until its memory limit stops it;
 //! - `/cpu`: answers 101, then spins until its CPU limit stops it;
 //! - a path ending in `/info`: answers 101, sends one text message saying what the host gave
@@ -13,6 +14,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use std::hint::black_box;
+use std::io::Write;
 use wsgate_guest::ServerConfig;
 use wsgate_guest::{Error, Message, Session, WebSocket};
 
@@ -21,6 +23,17 @@ fn handle(session: Session) -> Result<(), Error> {
     eprintln!("gateway-probe: session {target}");
     if target == "/trap-before-upgrade" {
         panic!("gateway-probe: trap before the upgrade, as asked");
+    }
+    if target == "/trap-mid-frame" {
+        // The 101, then the start of a 256-byte frame, then a trap: the
+        // host must not put a Close frame of its own in the middle of it.
+        let request = session.upgrade_request().map_err(Error::from)?;
+        let accept = request.accept(&ServerConfig::default())?;
+        let mut stream = session.into_stream()?;
+        stream.write_all(accept.bytes())?;
+        stream.write_all(&[0x82, 126, 0x01, 0x00, 1, 2, 3])?;
+        stream.flush()?;
+        panic!("gateway-probe: trap in the middle of a frame, as asked");
     }
     let route = session.route();
     let server_name = session.server_name();
