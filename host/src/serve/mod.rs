@@ -59,7 +59,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -616,13 +616,30 @@ async fn idle_for(activity: &Activity, timeout: Option<Duration>) -> Duration {
 }
 
 /// Answers with an HTTP error and closes.
+///
+/// Then it reads what the client still sends (the rest of an oversized
+/// head, a pipelined request), up to [`DRAIN_LIMIT`] bytes within the
+/// goodbye's time: closing a socket with unread input makes the kernel
+/// send a reset, and a client that gets one may drop the answer unread.
 async fn refuse(stream: &mut ClientStream, code: u16, reason: &str, detail: &str) {
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, async {
         stream.write_all(&http_error(code, reason, detail)).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < DRAIN_LIMIT {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
     })
     .await;
 }
+
+/// The most a refused client's remaining input is read before closing.
+const DRAIN_LIMIT: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
