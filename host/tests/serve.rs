@@ -403,6 +403,11 @@ fn the_host_answers_what_no_plugin_should_see() {
     assert_eq!(status_of(&answer), "400", "{answer}");
     let answer = raw_exchange(addr, b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
     assert_eq!(status_of(&answer), "400", "{answer}");
+    // Two Hosts, or one that names none.
+    for hosts in ["Host: a.test\r\nHost: b.test\r\n", "Host: [::1\r\n"] {
+        let answer = raw_exchange(addr, format!("GET / HTTP/1.1\r\n{hosts}\r\n").as_bytes());
+        assert_eq!(status_of(&answer), "400", "{hosts:?}: {answer}");
+    }
     // 431: a head over 1 KiB.
     let long = format!(
         "GET / HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n",

@@ -50,7 +50,8 @@ impl Head {
         } else {
             authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h)
         };
-        (!host.is_empty()).then(|| host.trim_end_matches('.').to_ascii_lowercase())
+        let host = host.strip_suffix('.').unwrap_or(host);
+        (!host.is_empty()).then(|| host.to_ascii_lowercase())
     }
 
     /// What follows `scheme://` in an absolute-form target
@@ -196,6 +197,8 @@ mod tests {
         assert_eq!(host("127.0.0.1").as_deref(), Some("127.0.0.1"));
         assert_eq!(host("a.example.").as_deref(), Some("a.example"));
         assert_eq!(host(""), None);
+        assert_eq!(host("."), None);
+        assert_eq!(host("[::1"), None);
         let (head, _) = parse(b"GET ws://b.example:9/x?y HTTP/1.1\r\n\r\n").unwrap().unwrap();
         assert_eq!(head.host().as_deref(), Some("b.example"));
         assert_eq!(head.path(), "/x");

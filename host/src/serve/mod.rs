@@ -14,7 +14,7 @@
 //!
 //! | what | answer |
 //! |---|---|
-//! | a head that does not parse, or HTTP/1.1 without `Host` | 400 |
+//! | a head that does not parse, HTTP/1.1 without `Host`, several `Host`s or one naming no host | 400 |
 //! | a head longer than `serve.max-head` (16 KiB), or with over 128 headers | 431 |
 //! | a head (TLS included) not in within `serve.head-timeout` (10 s) | 408 |
 //! | no route for the `Host` and path | 404 |
@@ -485,7 +485,23 @@ async fn connection(
         )
         .await;
     }
+    // One Host, that names a host: with two, the route and the plugin (or
+    // its upstream) could each take a different one (RFC 9112 §3.2).
+    let hosts = head
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .count();
     let host = head.host();
+    if hosts > 1 || (hosts == 1 && host.is_none()) {
+        return refuse(
+            &mut stream,
+            400,
+            "Bad Request",
+            "the request needs one valid Host header",
+        )
+        .await;
+    }
     let Some(index) = route::find(shared.routes.iter().map(|r| &r.matcher), host.as_deref(), head.path()) else {
         let detail = format!("no route for {}{}", host.as_deref().unwrap_or(""), head.path());
         return refuse(&mut stream, 404, "Not Found", &detail).await;
