@@ -255,24 +255,7 @@ impl Runtime {
     /// path; created if missing), so that a plugin already seen loads
     /// without compiling again.
     pub fn with_cache(dir: &Path) -> Result<Self, Error> {
-        if !dir.is_absolute() {
-            return Err(Error::config(format!(
-                "the cache directory `{}` must be an absolute path",
-                dir.display()
-            )));
-        }
-        let mut cache = CacheConfig::new();
-        cache.with_directory(dir);
-        let cache = Cache::new(cache).map_err(|e| {
-            wasm_error(
-                ErrorKind::Config,
-                &format!("cannot use cache directory `{}`", dir.display()),
-                e,
-            )
-        })?;
-        let mut config = Config::new();
-        config.cache(Some(cache));
-        Self::build(config)
+        Self::build(cache_config(dir)?)
     }
 
     fn build(mut config: Config) -> Result<Self, Error> {
@@ -539,8 +522,15 @@ fn memory_error(plugin: &Plugin, state: &PluginState, e: Error) -> Error {
     }
 }
 
-/// A wasmtime configuration keeping compiled code in `dir`.
+/// A wasmtime configuration keeping compiled code in `dir`, an absolute
+/// path.
 fn cache_config(dir: &Path) -> Result<Config, Error> {
+    if !dir.is_absolute() {
+        return Err(Error::config(format!(
+            "the cache directory `{}` must be an absolute path",
+            dir.display()
+        )));
+    }
     let mut cache = CacheConfig::new();
     cache.with_directory(dir);
     let cache = Cache::new(cache).map_err(|e| {
