@@ -152,15 +152,9 @@ impl ClientConfig {
     /// names that are not HTTP tokens and values with control characters
     /// (which could inject a header or end the request early).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        let (name, value) = (name.into(), value.into());
-        if !is_token(&name) {
-            self.remember(format!("header name {name:?} is not an HTTP token"));
-        } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            self.remember(format!("header {name:?} is set by the WebSocket handshake itself"));
-        } else if !is_field_value(&value) {
-            self.remember(format!("value of header {name:?} has control characters"));
-        } else {
-            self.headers.push((name, value.trim().to_owned()));
+        match extra_header(name.into(), value.into()) {
+            Ok(header) => self.headers.push(header),
+            Err(problem) => self.remember(problem),
         }
         self
     }
@@ -254,6 +248,23 @@ impl ClientConfig {
         // The first problem is the one to fix first; later ones may be
         // consequences of it.
         self.invalid.get_or_insert(problem);
+    }
+}
+
+/// A header a config adds to the handshake (the client's request or the
+/// server's `101`), checked: a token name, not one of the handshake's own,
+/// a value without control characters (trimmed). The error says what is
+/// wrong, for the config to remember.
+pub(crate) fn extra_header(name: String, value: String) -> Result<(String, String), String> {
+    if !is_token(&name) {
+        Err(format!("header name {name:?} is not an HTTP token"))
+    } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        Err(format!("header {name:?} is set by the WebSocket handshake itself"))
+    } else if !is_field_value(&value) {
+        Err(format!("value of header {name:?} has control characters"))
+    } else {
+        let value = value.trim().to_owned();
+        Ok((name, value))
     }
 }
 

@@ -44,7 +44,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::config::{Limits, RESERVED_HEADERS, is_field_value, is_token};
+use crate::config::{Limits, extra_header, is_token};
 use crate::deflate::{DeflateConfig, DeflateParams, accept_offer};
 use crate::error::Error;
 use crate::handshake::{HeadBuffer, accept_key, find_head_end, trim};
@@ -552,15 +552,9 @@ impl ServerConfig {
     /// refused, as are names that are not tokens and values with control
     /// characters.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        let (name, value) = (name.into(), value.into());
-        if !is_token(&name) {
-            self.remember(format!("header name {name:?} is not an HTTP token"));
-        } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            self.remember(format!("header {name:?} is set by the WebSocket handshake itself"));
-        } else if !is_field_value(&value) {
-            self.remember(format!("value of header {name:?} has control characters"));
-        } else {
-            self.headers.push((name, value.trim().to_owned()));
+        match extra_header(name.into(), value.into()) {
+            Ok(header) => self.headers.push(header),
+            Err(problem) => self.remember(problem),
         }
         self
     }
