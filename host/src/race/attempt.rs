@@ -54,8 +54,8 @@ pub(super) async fn attempt<D: Dialer>(
     stage = AttemptStage::Tcp;
     let _ = progress.send(Progress::Tcp(addr, Instant::now()));
     if target.tls && target.commit >= CommitStage::Tls {
-        stream = match dialer.tls(addr, stream).await {
-            Ok(s) => s,
+        stream = match dialer.tls(addr, stream, &super::EchOffer::Off).await {
+            Ok((s, _)) => s,
             Err(e) => return failed(stage, AttemptError::tls(e)),
         };
         stage = AttemptStage::Tls;

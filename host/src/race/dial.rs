@@ -7,9 +7,11 @@
 
 use super::Transport;
 use rustls::pki_types::ServerName;
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -22,9 +24,68 @@ pub trait Dialer: Send + Sync + 'static {
     /// Opens a TCP connection to `addr`.
     fn tcp(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send;
 
-    /// Does the TLS handshake over `stream`, verifying the target's name.
-    fn tls(&self, addr: SocketAddr, stream: Self::Stream) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Does the TLS handshake over `stream`, verifying the target's name,
+    /// with what `ech` asks for Encrypted Client Hello.
+    ///
+    /// A server that rejects ECH and sends retry configurations fails the
+    /// handshake with an [`io::Error`] carrying an [`EchRetry`].
+    fn tls(
+        &self,
+        addr: SocketAddr,
+        stream: Self::Stream,
+        ech: &EchOffer,
+    ) -> impl Future<Output = io::Result<(Self::Stream, EchStatus)>> + Send;
 }
+
+/// What one TLS handshake offers for Encrypted Client Hello.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EchOffer {
+    /// No ECH extension at all.
+    #[default]
+    Off,
+    /// A GREASE ECH extension (RFC 9849 §6.2): what a client without a
+    /// configuration sends, so that real ECH does not stand out.
+    Grease,
+    /// Real ECH with this ECHConfigList (from an HTTPS record, or a
+    /// server's retry configurations).
+    Config(Arc<[u8]>),
+}
+
+/// What became of ECH on a handshake that completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EchStatus {
+    /// Not offered.
+    NotOffered,
+    /// GREASE sent (the server cannot accept it).
+    Grease,
+    /// Offered and accepted: the server name went encrypted.
+    Accepted,
+}
+
+impl EchStatus {
+    /// The status's name, as in the race log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EchStatus::NotOffered => "not offered",
+            EchStatus::Grease => "grease",
+            EchStatus::Accepted => "accepted",
+        }
+    }
+}
+
+/// The payload of the [`io::Error`] of a handshake whose server rejected
+/// ECH and sent retry configurations (RFC 9849 §6.1.6): the connect may
+/// try them once, on a new connection.
+#[derive(Debug, Clone)]
+pub struct EchRetry(pub Arc<[u8]>);
+
+impl fmt::Display for EchRetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the server rejected ECH and sent retry configurations")
+    }
+}
+
+impl std::error::Error for EchRetry {}
 
 /// Real sockets: tokio TCP and rustls.
 #[derive(Clone)]
@@ -51,14 +112,14 @@ impl Dialer for NetDialer {
         Ok(Transport::Tcp(tcp))
     }
 
-    async fn tls(&self, _addr: SocketAddr, stream: Transport) -> io::Result<Transport> {
+    async fn tls(&self, _addr: SocketAddr, stream: Transport, _ech: &EchOffer) -> io::Result<(Transport, EchStatus)> {
         match (stream, &self.tls) {
             (Transport::Tcp(tcp), Some((connector, name))) => {
                 // The race marks the error as a TLS failure.
                 let tls = connector.connect(name.clone(), tcp).await?;
-                Ok(Transport::Tls(Box::new(tls)))
+                Ok((Transport::Tls(Box::new(tls)), EchStatus::NotOffered))
             }
-            (stream, None) => Ok(stream),
+            (stream, None) => Ok((stream, EchStatus::NotOffered)),
             (Transport::Tls(_), Some(_)) => Err(io::Error::other("TLS twice on one attempt")),
         }
     }

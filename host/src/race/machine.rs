@@ -442,8 +442,8 @@ impl<D: Dialer> Race<D> {
 
         let stream = if stage == CommitStage::Tcp && self.target.tls {
             let bound = deadline.min(Instant::now() + self.config.tls_timeout);
-            match tokio::time::timeout_at(bound, self.dialer.tls(addr, stream)).await {
-                Ok(Ok(stream)) => {
+            match tokio::time::timeout_at(bound, self.dialer.tls(addr, stream, &super::EchOffer::Off)).await {
+                Ok(Ok((stream, _))) => {
                     self.log.push(EventKind::Tls, Some(addr), None, None);
                     stream
                 }

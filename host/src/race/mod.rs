@@ -49,7 +49,7 @@ mod park;
 mod tests;
 mod transport;
 
-pub use dial::{Dialer, NetDialer};
+pub use dial::{Dialer, EchOffer, EchRetry, EchStatus, NetDialer};
 pub use error::{AttemptError, AttemptErrorKind, AttemptFailure, AttemptStage, ConnectError};
 pub use machine::Race;
 pub use order::{Candidates, FamilyMemory};

@@ -189,9 +189,14 @@ impl Dialer for Script {
         })
     }
 
-    async fn tls(&self, addr: SocketAddr, stream: ScriptStream) -> io::Result<ScriptStream> {
+    async fn tls(
+        &self,
+        addr: SocketAddr,
+        stream: ScriptStream,
+        _ech: &EchOffer,
+    ) -> io::Result<(ScriptStream, EchStatus)> {
         self.plans[&addr].tls.run("TLS").await?;
-        Ok(stream)
+        Ok((stream, EchStatus::NotOffered))
     }
 }
 
@@ -231,6 +236,7 @@ fn lookups(v6s: &[SocketAddr], v6_after: Option<u64>, v4s: &[SocketAddr], v4_aft
         })
         .collect();
     Lookups {
+        https: Box::pin(async { Ok(crate::resolve::ServiceAnswer::default()) }),
         v6: family(six, v6_after),
         v4: family(four, v4_after),
     }
