@@ -49,6 +49,9 @@ pub enum EventKind {
     /// The operator's policy refused a resolved address; `detail` says
     /// which rule.
     Denied,
+    /// Something about Encrypted Client Hello: TLS waiting for the HTTPS
+    /// answer, or a server's rejection with retry configurations.
+    Ech,
 }
 
 impl EventKind {
@@ -67,6 +70,7 @@ impl EventKind {
             EventKind::Park => "park",
             EventKind::Fallback => "fallback",
             EventKind::Denied => "denied",
+            EventKind::Ech => "ech",
         }
     }
 }
@@ -110,6 +114,10 @@ pub struct Event {
     /// round trip), in milliseconds, on `commit` events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_rtt_ms: Option<f64>,
+    /// What became of Encrypted Client Hello on the winner (`accepted`,
+    /// `grease`, `not offered`), on `commit` events of TLS connects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ech: Option<&'static str>,
 }
 
 fn ser_addr<S: serde::Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
@@ -197,18 +205,20 @@ impl RaceLog {
         self.push_at(Instant::now(), event, addr, stage, detail);
     }
 
-    /// Records the commit to `addr` at `stage`, with its family and the TCP
-    /// round trip its attempt measured.
+    /// Records the commit to `addr` at `stage`, with its family, the TCP
+    /// round trip its attempt measured and what became of ECH.
     pub fn push_commit(
         &mut self,
         addr: SocketAddr,
         stage: &'static str,
         detail: Option<String>,
         tcp_rtt: Option<Duration>,
+        ech: Option<&'static str>,
     ) {
         let event = Event {
             family: Some(if addr.is_ipv6() { "ipv6" } else { "ipv4" }),
             tcp_rtt_ms: tcp_rtt.map(ms),
+            ech,
             ..self.event_at(Instant::now(), EventKind::Commit, Some(addr), Some(stage), detail)
         };
         self.record(event);
@@ -245,6 +255,7 @@ impl RaceLog {
             detail,
             family: None,
             tcp_rtt_ms: None,
+            ech: None,
         }
     }
 

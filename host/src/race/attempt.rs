@@ -1,18 +1,25 @@
 //! One attempt, from the TCP connect up to the race's commit stage, run as
 //! a task of its own so that the race can cancel it by aborting the task.
 
-use super::{AttemptError, AttemptStage, CommitStage, Dialer, Target};
+use super::order::Endpoint;
+use super::{AttemptError, AttemptStage, CommitStage, Dialer, EchOffer, EchRetry, EchStatus, Target};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-/// What an attempt tells the race on its way.
+/// What an attempt tells the race on its way. Addresses are the ones the
+/// endpoints stand for ([`Endpoint::addr`]).
 pub(super) enum Progress {
     Tcp(SocketAddr, Instant),
-    Tls(SocketAddr, Instant),
+    /// Waiting for the HTTPS answer before TLS, for its ECH configuration.
+    AwaitingEch(SocketAddr, Instant),
+    /// The server rejected ECH and sent retry configurations: a new
+    /// connection tries them.
+    EchRetry(SocketAddr, Instant),
+    Tls(SocketAddr, Instant, EchStatus),
     FirstFlight(SocketAddr, Instant, usize),
     Response(SocketAddr, Instant, String),
 }
@@ -32,14 +39,18 @@ pub(super) enum Outcome<S> {
     },
 }
 
-/// One attempt, up to the commit stage.
+/// One attempt, up to the commit stage. `ech` gives the ECH offer for the
+/// TLS handshake once it is known (`None` until the HTTPS answer is in).
 pub(super) async fn attempt<D: Dialer>(
     dialer: Arc<D>,
     target: Arc<Target>,
-    addr: SocketAddr,
+    endpoint: Endpoint,
     max_head: usize,
     progress: mpsc::UnboundedSender<Progress>,
+    mut ech: watch::Receiver<Option<EchOffer>>,
 ) -> Outcome<D::Stream> {
+    let addr = endpoint.addr;
+    let dial = endpoint.dial();
     let mut stage = AttemptStage::Started;
     let failed = |stage, error: AttemptError| Outcome::Failed {
         addr,
@@ -47,19 +58,29 @@ pub(super) async fn attempt<D: Dialer>(
         error,
         at: Instant::now(),
     };
-    let mut stream = match dialer.tcp(addr).await {
+    let mut stream = match dialer.tcp(dial).await {
         Ok(s) => s,
         Err(e) => return failed(stage, AttemptError::tcp(e)),
     };
     stage = AttemptStage::Tcp;
     let _ = progress.send(Progress::Tcp(addr, Instant::now()));
     if target.tls && target.commit >= CommitStage::Tls {
-        stream = match dialer.tls(addr, stream, &super::EchOffer::Off).await {
-            Ok((s, _)) => s,
-            Err(e) => return failed(stage, AttemptError::tls(e)),
+        if ech.borrow().is_none() {
+            let _ = progress.send(Progress::AwaitingEch(addr, Instant::now()));
+        }
+        let offer = match ech.wait_for(Option::is_some).await {
+            Ok(offer) => offer.clone().unwrap_or_default(),
+            // The race is gone; so is this attempt.
+            Err(_) => EchOffer::Off,
+        };
+        stream = match handshake(&*dialer, dial, stream, offer, addr, &progress).await {
+            Ok((s, status)) => {
+                let _ = progress.send(Progress::Tls(addr, Instant::now(), status));
+                s
+            }
+            Err(e) => return failed(stage, e),
         };
         stage = AttemptStage::Tls;
-        let _ = progress.send(Progress::Tls(addr, Instant::now()));
     }
     let mut prefix = Vec::new();
     if target.commit == CommitStage::Response {
@@ -79,6 +100,33 @@ pub(super) async fn attempt<D: Dialer>(
         }
     }
     Outcome::Ready { addr, stream, prefix }
+}
+
+/// The TLS handshake with `offer`; when the server rejects ECH and sends
+/// retry configurations, one more handshake with them on a new TCP
+/// connection (RFC 9849 §6.1.6: used once, never again in a loop).
+pub(super) async fn handshake<D: Dialer>(
+    dialer: &D,
+    dial: SocketAddr,
+    stream: D::Stream,
+    offer: EchOffer,
+    addr: SocketAddr,
+    progress: &mpsc::UnboundedSender<Progress>,
+) -> Result<(D::Stream, EchStatus), AttemptError> {
+    match dialer.tls(dial, stream, &offer).await {
+        Ok(done) => Ok(done),
+        Err(e) => {
+            let Some(retry) = e.get_ref().and_then(|inner| inner.downcast_ref::<EchRetry>()).cloned() else {
+                return Err(AttemptError::tls(e));
+            };
+            let _ = progress.send(Progress::EchRetry(addr, Instant::now()));
+            let stream = dialer.tcp(dial).await.map_err(AttemptError::tcp)?;
+            dialer
+                .tls(dial, stream, &EchOffer::Config(retry.0))
+                .await
+                .map_err(AttemptError::tls)
+        }
+    }
 }
 
 /// Writes the plugin's first flight whole, and flushes it.

@@ -37,6 +37,49 @@ pub trait Dialer: Send + Sync + 'static {
     ) -> impl Future<Output = io::Result<(Self::Stream, EchStatus)>> + Send;
 }
 
+/// The operator's choice for Encrypted Client Hello (`[tls] ech`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EchMode {
+    /// Never: no ECH extension on any handshake.
+    Off,
+    /// GREASE only (RFC 9849 §6.2), never real ECH.
+    Grease,
+    /// Real ECH where a service's HTTPS record carries a configuration,
+    /// GREASE elsewhere; TLS waits for the HTTPS answer (draft §6.3).
+    #[default]
+    On,
+}
+
+impl EchMode {
+    /// The mode's name, as in the settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EchMode::Off => "off",
+            EchMode::Grease => "grease",
+            EchMode::On => "on",
+        }
+    }
+}
+
+impl std::str::FromStr for EchMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(EchMode::Off),
+            "grease" => Ok(EchMode::Grease),
+            "on" => Ok(EchMode::On),
+            other => Err(format!("`{other}` is not an ECH mode (off, grease or on)")),
+        }
+    }
+}
+
+impl fmt::Display for EchMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What one TLS handshake offers for Encrypted Client Hello.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum EchOffer {

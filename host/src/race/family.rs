@@ -20,6 +20,22 @@ impl Family {
         }
     }
 
+    /// The family of `ip`.
+    pub(crate) fn of_ip(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V6(_) => Family::V6,
+            IpAddr::V4(_) => Family::V4,
+        }
+    }
+
+    /// The family's name, as in the race log.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Family::V6 => "ipv6",
+            Family::V4 => "ipv4",
+        }
+    }
+
     /// The other family.
     pub(crate) fn other(self) -> Family {
         match self {

@@ -2,21 +2,24 @@
 //! flight and the parked ones, driven by [`Race::next`] and
 //! [`Race::fallback`].
 
-use super::attempt::{Outcome, Progress, attempt, write_flight};
+use super::attempt::{Outcome, Progress, attempt, handshake, write_flight};
 use super::family::{Family, PerFamily};
+use super::order::Endpoint;
 use super::park::Parked;
 use super::{
     AddressCheck, AttemptError, AttemptErrorKind, AttemptFailure, AttemptStage, Candidates, CommitStage, Committed,
-    ConnectError, Dialer, FamilyMemory, NetDialer, RaceConfig, Target,
+    ConnectError, Dialer, EchMode, EchOffer, EchStatus, FamilyMemory, NetDialer, RaceConfig, Target,
 };
 use crate::report::{EventKind, RaceLog};
-use crate::resolve::{Lookup, Lookups};
+use crate::resolve::{Lookup, Lookups, Service, ServiceAnswer, ServiceLookup};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -27,10 +30,18 @@ pub struct Race<D: Dialer = NetDialer> {
     target: Arc<Target>,
     dialer: Arc<D>,
     memory: Arc<FamilyMemory>,
+    https_lookup: Option<ServiceLookup>,
     v6_lookup: Option<Lookup<std::net::Ipv6Addr>>,
     v4_lookup: Option<Lookup<std::net::Ipv4Addr>>,
     /// When each family's lookup finished.
     answered_at: PerFamily<Option<Instant>>,
+    /// When the HTTPS lookup finished.
+    services_at: Option<Instant>,
+    /// When the first address (an answer or a hint) became known: the
+    /// Resolution Delay counts from there (draft §4.2).
+    first_address_at: Option<Instant>,
+    /// The family the race prefers, whose answer it waits for.
+    preferred: Family,
     resolve_errors: Vec<String>,
     found_any: bool,
     /// Checked on every resolved address before it becomes a candidate.
@@ -41,6 +52,14 @@ pub struct Race<D: Dialer = NetDialer> {
     in_flight: JoinSet<Outcome<D::Stream>>,
     /// The address and stage reached of each attempt in flight.
     attempts: HashMap<tokio::task::Id, (SocketAddr, AttemptStage)>,
+    /// Each attempt's ECH offer, sent when known (draft §6.3: TLS waits
+    /// for the HTTPS answer when ECH may be used).
+    ech_offers: HashMap<SocketAddr, watch::Sender<Option<EchOffer>>>,
+    /// What became of ECH on each attempt whose TLS completed.
+    ech_status: HashMap<SocketAddr, EchStatus>,
+    /// The address dialled for each endpoint attempted (a NAT64 synthesis
+    /// differs from the address the endpoint stands for).
+    dialled: HashMap<SocketAddr, SocketAddr>,
     progress_tx: mpsc::UnboundedSender<Progress>,
     progress_rx: mpsc::UnboundedReceiver<Progress>,
     parked: VecDeque<Parked<D::Stream>>,
@@ -93,22 +112,32 @@ impl<D: Dialer> Race<D> {
             stage => stage,
         };
         let remembered = memory.get(&target.host, target.port);
+        let preferred = remembered.map_or(Family::V6, Family::of);
         let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+        let candidates = Candidates::new(target.port, config.first_family_count)
+            .with_experience(Remembered(remembered.map(|a| a.ip())));
         Race {
             config,
-            candidates: Candidates::new(config.first_family_count, remembered),
+            candidates,
+            preferred,
             target: Arc::new(target),
             dialer: Arc::new(dialer),
             memory,
+            https_lookup: Some(lookups.https),
             v6_lookup: Some(lookups.v6),
             v4_lookup: Some(lookups.v4),
             answered_at: PerFamily::default(),
+            services_at: None,
+            first_address_at: None,
             resolve_errors: Vec::new(),
             found_any: false,
             check,
             denied: Vec::new(),
             in_flight: JoinSet::new(),
             attempts: HashMap::new(),
+            ech_offers: HashMap::new(),
+            ech_status: HashMap::new(),
+            dialled: HashMap::new(),
             progress_tx,
             progress_rx,
             parked: VecDeque::new(),
@@ -160,6 +189,9 @@ impl<D: Dialer> Race<D> {
             }
             // Answers already there (literals, overrides) all join before
             // an attempt starts, so that the first pick sees every family.
+            if let Some(answer) = poll_now(&mut self.https_lookup) {
+                self.on_services(answer);
+            }
             if let Some(answer) = poll_now(&mut self.v6_lookup) {
                 self.on_answer(Family::V6, answer.map(|v| v.into_iter().map(IpAddr::V6).collect()));
             }
@@ -176,6 +208,7 @@ impl<D: Dialer> Race<D> {
             let wake = self.wake_time(now, deadline);
             tokio::select! {
                 biased;
+                answer = answer(&mut self.https_lookup) => self.on_services(answer),
                 answer = answer(&mut self.v6_lookup) => {
                     let addrs = answer.map(|v| v.into_iter().map(IpAddr::V6).collect());
                     self.on_answer(Family::V6, addrs);
@@ -220,35 +253,31 @@ impl<D: Dialer> Race<D> {
             let addr = parked.addr();
             if let Some(stream) = parked.take() {
                 let rtt = self.tcp_rtt.get(&addr).copied();
+                let ech = self.ech_status.get(&addr).map(|s| s.as_str());
                 self.log
-                    .push_commit(addr, self.target.commit.as_str(), Some("parked".into()), rtt);
+                    .push_commit(addr, self.target.commit.as_str(), Some("parked".into()), rtt, ech);
                 return self.finish(addr, stream, Vec::new()).await;
             }
         }
         self.next(deadline).await
     }
 
-    /// Whether both lookups have answered.
+    /// Whether every lookup has answered.
     fn dns_done(&self) -> bool {
-        self.v6_lookup.is_none() && self.v4_lookup.is_none()
+        self.https_lookup.is_none() && self.v6_lookup.is_none() && self.v4_lookup.is_none()
     }
 
-    /// The family whose answer is worth waiting for: the remembered
-    /// winner's, else IPv6.
-    fn awaited_family(&self) -> Family {
-        self.candidates.remembered().map_or(Family::V6, Family::of)
-    }
-
-    /// When attempts may start: once the awaited family answered, or the
-    /// Resolution Delay after the other did. `None`: not before an answer.
+    /// When attempts may start (draft §4.2): once some address is known
+    /// and both the preferred family's answer and the HTTPS answer are in
+    /// (empty or failed counts as in), or the Resolution Delay after the
+    /// first address, whichever comes first. `None`: no address yet.
     fn gate(&self) -> Option<Instant> {
-        let awaited = self.awaited_family();
-        if let Some(at) = *self.answered_at.get(awaited) {
-            return Some(at);
+        let first = self.first_address_at?;
+        let delayed = first + self.config.resolution_delay;
+        match (self.answered_at.get(self.preferred), self.services_at) {
+            (Some(family), Some(services)) => Some(first.max(*family).max(services).min(delayed)),
+            _ => Some(delayed),
         }
-        self.answered_at
-            .get(awaited.other())
-            .map(|at| at + self.config.resolution_delay)
     }
 
     fn start_due(&mut self, now: Instant) {
@@ -256,9 +285,10 @@ impl<D: Dialer> Race<D> {
         if gate_open
             && self.in_flight.len() < self.config.max_in_flight
             && now >= self.next_start
-            && let Some(addr) = self.candidates.pick()
+            && let Some(endpoint) = self.candidates.pick()
         {
-            self.spawn_attempt(addr, now);
+            let addr = endpoint.addr;
+            self.spawn_attempt(endpoint, now);
             self.last_attempt = Some((addr, now));
             self.next_start = now + self.config.attempt_delay;
         }
@@ -277,16 +307,46 @@ impl<D: Dialer> Race<D> {
         wake
     }
 
-    fn spawn_attempt(&mut self, addr: SocketAddr, now: Instant) {
-        self.log.push_at(now, EventKind::Attempt, Some(addr), None, None);
+    /// The ECH offer for the endpoint `addr` stands for, or `None` while
+    /// it depends on an HTTPS answer not in yet.
+    fn ech_offer(&self, addr: SocketAddr) -> Option<EchOffer> {
+        if !self.target.tls {
+            return Some(EchOffer::Off);
+        }
+        match self.config.ech {
+            EchMode::Off => Some(EchOffer::Off),
+            EchMode::Grease => Some(EchOffer::Grease),
+            EchMode::On if !self.candidates.has_services() => None,
+            EchMode::On => Some(match self.candidates.endpoint(addr).and_then(|e| e.ech) {
+                Some(config) => EchOffer::Config(config),
+                None => EchOffer::Grease,
+            }),
+        }
+    }
+
+    fn spawn_attempt(&mut self, endpoint: Endpoint, now: Instant) {
+        let addr = endpoint.addr;
+        let mut notes = Vec::new();
+        if let Some(via) = endpoint.via {
+            notes.push(format!("via {via}"));
+        }
+        if endpoint.hint {
+            notes.push("address hint".to_owned());
+        }
+        let detail = (!notes.is_empty()).then(|| notes.join(", "));
+        self.log.push_at(now, EventKind::Attempt, Some(addr), None, detail);
         self.started_at.insert(addr, now);
+        self.dialled.insert(addr, endpoint.dial());
         self.attempts_started += 1;
+        let (offer_tx, offer_rx) = watch::channel(self.ech_offer(addr));
+        self.ech_offers.insert(addr, offer_tx);
         let task = attempt(
             self.dialer.clone(),
             self.target.clone(),
-            addr,
+            endpoint,
             self.config.max_response_head,
             self.progress_tx.clone(),
+            offer_rx,
         );
         let handle = self.in_flight.spawn(task);
         self.attempts.insert(handle.id(), (addr, AttemptStage::Started));
@@ -312,8 +372,22 @@ impl<D: Dialer> Race<D> {
                 }
                 (addr, AttemptStage::Tcp)
             }
-            Progress::Tls(addr, at) => {
-                self.log.push_at(at, EventKind::Tls, Some(addr), None, None);
+            Progress::AwaitingEch(addr, at) => {
+                let detail = "waiting for the HTTPS answer before TLS: it may carry an ECH configuration";
+                self.log
+                    .push_at(at, EventKind::Ech, Some(addr), None, Some(detail.into()));
+                return;
+            }
+            Progress::EchRetry(addr, at) => {
+                let detail = "rejected: a new connection tries the server's retry configurations";
+                self.log
+                    .push_at(at, EventKind::Ech, Some(addr), None, Some(detail.into()));
+                return;
+            }
+            Progress::Tls(addr, at, ech) => {
+                self.ech_status.insert(addr, ech);
+                let detail = (ech != EchStatus::NotOffered).then(|| format!("ECH {}", ech.as_str()));
+                self.log.push_at(at, EventKind::Tls, Some(addr), None, detail);
                 (addr, AttemptStage::Tls)
             }
             Progress::FirstFlight(addr, at, len) => {
@@ -347,48 +421,110 @@ impl<D: Dialer> Race<D> {
             Family::V4 => self.v4_lookup = None,
         }
         let detail = match answer {
-            Ok(ips) if ips.is_empty() => format!("{kind}: no address"),
-            Ok(mut ips) => {
+            Ok(ips) if ips.is_empty() => {
+                self.candidates.set_origin(family, Vec::new());
+                format!("{kind}: no address")
+            }
+            Ok(ips) => {
                 // After DNS, on every address: a name the policy allows may
                 // still resolve somewhere it does not (127.0.0.1, a
                 // metadata service, a private network).
                 let port = self.target.port;
-                ips.retain(|ip| match self.check.check(SocketAddr::new(*ip, port)) {
-                    Ok(()) => true,
-                    Err(denied) => {
-                        self.log.push_at(
-                            now,
-                            EventKind::Denied,
-                            Some(SocketAddr::new(*ip, port)),
-                            None,
-                            Some(denied.clone()),
-                        );
-                        self.denied.push(denied);
-                        false
-                    }
-                });
-                if ips.is_empty() {
-                    self.log.push_at(
-                        now,
-                        EventKind::Resolve,
-                        None,
-                        None,
-                        Some(format!("{kind}: every address denied")),
-                    );
-                    return;
-                }
-                self.found_any = true;
+                let ips: Vec<IpAddr> = ips.into_iter().filter(|ip| self.allowed(*ip, port, now)).collect();
                 let listed: Vec<String> = ips.iter().map(ToString::to_string).collect();
-                self.candidates
-                    .extend(ips.into_iter().map(|ip| SocketAddr::new(ip, self.target.port)));
-                format!("{kind}: {}", listed.join(", "))
+                let empty = ips.is_empty();
+                self.candidates.set_origin(family, ips);
+                if empty {
+                    format!("{kind}: every address denied")
+                } else {
+                    format!("{kind}: {}", listed.join(", "))
+                }
             }
             Err(e) => {
+                // Hints, if any, stand in for a failed answer.
                 self.resolve_errors.push(format!("{kind}: {e}"));
                 format!("{kind} failed: {e}")
             }
         };
         self.log.push_at(now, EventKind::Resolve, None, None, Some(detail));
+        self.after_answer(now);
+    }
+
+    /// The HTTPS answer: services that cannot carry a WebSocket are
+    /// dropped (draft §6.2), every address they bring is checked, and the
+    /// rest join the candidates (draft §5.2).
+    fn on_services(&mut self, answer: Result<ServiceAnswer, String>) {
+        let now = Instant::now();
+        self.services_at = Some(now);
+        self.https_lookup = None;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.log
+                    .push_at(now, EventKind::Resolve, None, None, Some(format!("HTTPS failed: {e}")));
+                ServiceAnswer::default()
+            }
+        };
+        for note in &answer.notes {
+            self.log
+                .push_at(now, EventKind::Resolve, None, None, Some(format!("HTTPS: {note}")));
+        }
+        let mut usable = Vec::new();
+        for mut service in answer.services {
+            let port = service.port.unwrap_or(self.target.port);
+            if !service.speaks_http1() {
+                let detail = format!(
+                    "HTTPS: {} (priority {}) not dialled: its ALPN set ({}) lacks http/1.1",
+                    service.target,
+                    service.priority,
+                    service.alpn.join(",")
+                );
+                self.log.push_at(now, EventKind::Resolve, None, None, Some(detail));
+                continue;
+            }
+            service.hints.retain(|ip| self.allowed(*ip, port, now));
+            if let Some(addresses) = service.addresses.take() {
+                service.addresses = Some(
+                    addresses
+                        .into_iter()
+                        .filter(|ip| self.allowed(*ip, port, now))
+                        .collect(),
+                );
+            }
+            self.log
+                .push_at(now, EventKind::Resolve, None, None, Some(describe(&service, port)));
+            usable.push(service);
+        }
+        self.candidates.set_services(usable);
+        // Attempts waiting for the answer before TLS learn their offer.
+        for (addr, offer) in &self.ech_offers {
+            if offer.borrow().is_none() {
+                offer.send_replace(self.ech_offer(*addr));
+            }
+        }
+        self.after_answer(now);
+    }
+
+    /// After any answer: the Resolution Delay starts with the first address.
+    fn after_answer(&mut self, now: Instant) {
+        if self.first_address_at.is_none() && self.candidates.any_known() {
+            self.first_address_at = Some(now);
+            self.found_any = true;
+        }
+    }
+
+    /// Whether the policy lets the race dial `ip`; a refusal is logged.
+    fn allowed(&mut self, ip: IpAddr, port: u16, now: Instant) -> bool {
+        let addr = SocketAddr::new(ip, port);
+        match self.check.check(addr) {
+            Ok(()) => true,
+            Err(denied) => {
+                self.log
+                    .push_at(now, EventKind::Denied, Some(addr), None, Some(denied.clone()));
+                self.denied.push(denied);
+                false
+            }
+        }
     }
 
     /// Handles an attempt that ended: a failure is recorded (and the next
@@ -400,10 +536,12 @@ impl<D: Dialer> Race<D> {
         match joined {
             Ok((id, Outcome::Ready { addr, stream, prefix })) => {
                 self.attempts.remove(&id);
+                self.ech_offers.remove(&addr);
                 Some((addr, stream, prefix))
             }
             Ok((id, Outcome::Failed { addr, stage, error, at })) => {
                 self.attempts.remove(&id);
+                self.ech_offers.remove(&addr);
                 self.record_failure(addr, stage, error, at);
                 None
             }
@@ -437,18 +575,46 @@ impl<D: Dialer> Race<D> {
         let stage = self.target.commit;
         let detail = (stage == CommitStage::Response).then(|| format!("{} first flights sent", self.first_flights));
         let rtt = self.tcp_rtt.get(&addr).copied();
-        self.log.push_commit(addr, stage.as_str(), detail, rtt);
+        let ech = self.ech_status.get(&addr).map(|s| s.as_str());
+        self.log.push_commit(addr, stage.as_str(), detail, rtt, ech);
         self.settle_others(stage != CommitStage::Response).await;
 
         let stream = if stage == CommitStage::Tcp && self.target.tls {
             let bound = deadline.min(Instant::now() + self.config.tls_timeout);
-            match tokio::time::timeout_at(bound, self.dialer.tls(addr, stream, &super::EchOffer::Off)).await {
-                Ok(Ok((stream, _))) => {
-                    self.log.push(EventKind::Tls, Some(addr), None, None);
+            let offer = match self.ech_offer(addr) {
+                Some(offer) => offer,
+                None => {
+                    // Draft §6.3: TLS waits for the HTTPS answer.
+                    self.log.push(
+                        EventKind::Ech,
+                        Some(addr),
+                        None,
+                        Some("waiting for the HTTPS answer before TLS".into()),
+                    );
+                    if let Some(lookup) = self.https_lookup.as_mut()
+                        && let Ok(answer) = tokio::time::timeout_at(bound, lookup).await
+                    {
+                        self.on_services(answer);
+                    }
+                    self.ech_offer(addr).unwrap_or(EchOffer::Grease)
+                }
+            };
+            let dial = self.dialled.get(&addr).copied().unwrap_or(addr);
+            let progress = self.progress_tx.clone();
+            let done =
+                tokio::time::timeout_at(bound, handshake(&*self.dialer, dial, stream, offer, addr, &progress)).await;
+            while let Ok(progress) = self.progress_rx.try_recv() {
+                self.on_progress(progress);
+            }
+            match done {
+                Ok(Ok((stream, ech))) => {
+                    let detail = (ech != EchStatus::NotOffered).then(|| format!("ECH {}", ech.as_str()));
+                    self.ech_status.insert(addr, ech);
+                    self.log.push(EventKind::Tls, Some(addr), None, detail);
                     stream
                 }
                 Ok(Err(e)) => {
-                    self.record_failure(addr, AttemptStage::Tcp, AttemptError::tls(e), Instant::now());
+                    self.record_failure(addr, AttemptStage::Tcp, e, Instant::now());
                     return Ok(None);
                 }
                 Err(_) => {
@@ -495,7 +661,7 @@ impl<D: Dialer> Race<D> {
         }
         self.memory.remember(&self.target.host, self.target.port, addr);
         Ok(Committed {
-            peer: addr,
+            peer: self.dialled.get(&addr).copied().unwrap_or(addr),
             stream,
             prefix,
         })
@@ -531,6 +697,7 @@ impl<D: Dialer> Race<D> {
             }
         }
         self.attempts.clear();
+        self.ech_offers.clear();
     }
 
     fn park(&mut self, addr: SocketAddr, stream: D::Stream) {
@@ -571,9 +738,9 @@ impl<D: Dialer> Race<D> {
     }
 }
 
-/// A family's lookup as a future that never ends once answered (its
-/// `select!` branch is then simply idle).
-async fn answer<T>(lookup: &mut Option<Lookup<T>>) -> Result<Vec<T>, String> {
+/// A lookup as a future that never ends once answered (its `select!`
+/// branch is then simply idle).
+async fn answer<R>(lookup: &mut Option<Pin<Box<dyn Future<Output = R> + Send>>>) -> R {
     match lookup {
         Some(future) => future.await,
         None => std::future::pending().await,
@@ -581,11 +748,47 @@ async fn answer<T>(lookup: &mut Option<Lookup<T>>) -> Result<Vec<T>, String> {
 }
 
 /// The answer of a lookup if it is already there, without waiting.
-fn poll_now<T>(lookup: &mut Option<Lookup<T>>) -> Option<Result<Vec<T>, String>> {
+fn poll_now<R>(lookup: &mut Option<Pin<Box<dyn Future<Output = R> + Send>>>) -> Option<R> {
     let future = lookup.as_mut()?;
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match future.as_mut().poll(&mut cx) {
         std::task::Poll::Ready(answer) => Some(answer),
         std::task::Poll::Pending => None,
+    }
+}
+
+/// A service as the race log shows it.
+fn describe(service: &Service, port: u16) -> String {
+    let mut line = format!("HTTPS: {} priority {} port {port}", service.target, service.priority);
+    if !service.alpn.is_empty() {
+        line.push_str(&format!(" alpn {}", service.alpn.join(",")));
+    }
+    if !service.hints.is_empty() {
+        let hints: Vec<String> = service.hints.iter().map(ToString::to_string).collect();
+        line.push_str(&format!(" hints {}", hints.join(",")));
+    }
+    if let Some(addresses) = &service.addresses {
+        let addresses: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+        line.push_str(&format!(" addresses {}", addresses.join(",")));
+    }
+    if service.ech.is_some() {
+        line.push_str(" ech");
+    }
+    line
+}
+
+/// The last winner, as the ordering's experience (until the history
+/// learns more).
+struct Remembered(Option<IpAddr>);
+
+impl super::order::Experience for Remembered {
+    fn srtt(&self, _: IpAddr) -> Option<Duration> {
+        None
+    }
+    fn used(&self, ip: IpAddr) -> bool {
+        self.0 == Some(ip)
+    }
+    fn family_second(&self) -> Option<Family> {
+        self.0.map(|ip| Family::of_ip(ip).other())
     }
 }

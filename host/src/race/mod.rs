@@ -48,12 +48,14 @@ mod park;
 #[cfg(test)]
 mod tests;
 mod transport;
+mod winners;
 
-pub use dial::{Dialer, EchOffer, EchRetry, EchStatus, NetDialer};
+pub use dial::{Dialer, EchMode, EchOffer, EchRetry, EchStatus, NetDialer};
 pub use error::{AttemptError, AttemptErrorKind, AttemptFailure, AttemptStage, ConnectError};
 pub use machine::Race;
-pub use order::{Candidates, FamilyMemory};
+pub use order::Candidates;
 pub use transport::{Replay, Transport};
+pub use winners::FamilyMemory;
 
 use crate::host_name::HostName;
 use crate::range::{Count, Millis, Ranged};
@@ -144,6 +146,8 @@ pub struct RaceConfig {
     pub tls_timeout: Duration,
     /// Bound on a response head read at the `response` stage.
     pub max_response_head: usize,
+    /// Whether TLS offers Encrypted Client Hello.
+    pub ech: EchMode,
 }
 
 impl Default for RaceConfig {
@@ -156,6 +160,7 @@ impl Default for RaceConfig {
             park_grace: Duration::from_secs(2),
             tls_timeout: Duration::from_secs(5),
             max_response_head: 16 * 1024,
+            ech: EchMode::On,
         }
     }
 }

@@ -31,11 +31,14 @@ pub use service::{Service, ServiceAnswer};
 /// A lookup of one address family, as the race awaits it.
 pub type Lookup<T> = Pin<Box<dyn Future<Output = Result<Vec<T>, String>> + Send>>;
 
+/// The HTTPS lookup of a name, as the race awaits it.
+pub type ServiceLookup = Pin<Box<dyn Future<Output = Result<ServiceAnswer, String>> + Send>>;
+
 /// The lookups of a name: HTTPS, AAAA and A, each answering on its own
 /// time.
 pub struct Lookups {
     /// The HTTPS lookup (an empty answer for literals and overrides).
-    pub https: Pin<Box<dyn Future<Output = Result<ServiceAnswer, String>> + Send>>,
+    pub https: ServiceLookup,
     /// The AAAA lookup.
     pub v6: Lookup<Ipv6Addr>,
     /// The A lookup.
