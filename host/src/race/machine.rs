@@ -269,15 +269,21 @@ impl<D: Dialer> Race<D> {
 
     /// When attempts may start (draft §4.2): once some address is known
     /// and both the preferred family's answer and the HTTPS answer are in
-    /// (empty or failed counts as in), or the Resolution Delay after the
-    /// first address, whichever comes first. `None`: no address yet.
+    /// (empty or failed counts as in; a hint of the preferred family
+    /// counts as its answer), or the Resolution Delay after the first
+    /// address, whichever comes first. `None`: no address yet.
     fn gate(&self) -> Option<Instant> {
         let first = self.first_address_at?;
         let delayed = first + self.config.resolution_delay;
-        match (self.answered_at.get(self.preferred), self.services_at) {
-            (Some(family), Some(services)) => Some(first.max(*family).max(services).min(delayed)),
-            _ => Some(delayed),
-        }
+        let Some(services) = self.services_at else {
+            return Some(delayed);
+        };
+        let family = match self.answered_at.get(self.preferred) {
+            Some(at) => *at,
+            None if self.candidates.hinted(self.preferred) => services,
+            None => return Some(delayed),
+        };
+        Some(first.max(family).max(services).min(delayed))
     }
 
     fn start_due(&mut self, now: Instant) {

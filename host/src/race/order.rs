@@ -169,6 +169,15 @@ impl Candidates {
         self.services.is_some()
     }
 
+    /// Whether a service the name claims brings an address hint of
+    /// `family`: the draft (§4.2.1) counts it as that family's answer.
+    pub(crate) fn hinted(&self, family: Family) -> bool {
+        self.services
+            .iter()
+            .flatten()
+            .any(|s| s.addresses.is_none() && s.hints.iter().any(|ip| Family::of_ip(*ip) == family))
+    }
+
     /// Whether any endpoint is known, tried or not (a positive answer, in
     /// the draft's words: addresses or hints).
     pub(crate) fn any_known(&self) -> bool {

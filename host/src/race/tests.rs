@@ -55,6 +55,18 @@ struct Plan {
     tcp: Step,
     tls: Step,
     respond_after: Option<Duration>,
+    ech: EchPlan,
+}
+
+/// What a scripted server does with Encrypted Client Hello.
+#[derive(Clone, Copy, Debug)]
+enum EchPlan {
+    /// Knows nothing of it: GREASE passes, a real configuration fails the
+    /// handshake (the client cannot verify the public name's stand-in).
+    Unaware,
+    /// Accepts this configuration; any other gets it back as retry
+    /// configurations.
+    Accepts(&'static [u8]),
 }
 
 fn ok(tcp_ms: u64, tls_ms: u64) -> Plan {
@@ -62,6 +74,7 @@ fn ok(tcp_ms: u64, tls_ms: u64) -> Plan {
         tcp: Step::After(Duration::from_millis(tcp_ms)),
         tls: Step::After(Duration::from_millis(tls_ms)),
         respond_after: Some(Duration::ZERO),
+        ech: EchPlan::Unaware,
     }
 }
 
@@ -69,6 +82,7 @@ const BLACKHOLE: Plan = Plan {
     tcp: Step::Never,
     tls: Step::Never,
     respond_after: None,
+    ech: EchPlan::Unaware,
 };
 
 #[derive(Debug, Default)]
@@ -77,6 +91,8 @@ struct Shared {
     received: Mutex<HashMap<SocketAddr, Vec<u8>>>,
     /// Streams open right now.
     open: AtomicUsize,
+    /// The ECH offer of every TLS handshake, in order.
+    ech_offers: Mutex<Vec<(SocketAddr, EchOffer)>>,
 }
 
 #[derive(Clone)]
@@ -193,10 +209,23 @@ impl Dialer for Script {
         &self,
         addr: SocketAddr,
         stream: ScriptStream,
-        _ech: &EchOffer,
+        ech: &EchOffer,
     ) -> io::Result<(ScriptStream, EchStatus)> {
-        self.plans[&addr].tls.run("TLS").await?;
-        Ok((stream, EchStatus::NotOffered))
+        let plan = self.plans[&addr];
+        self.shared.ech_offers.lock().unwrap().push((addr, ech.clone()));
+        plan.tls.run("TLS").await?;
+        let status = match (ech, plan.ech) {
+            (EchOffer::Off, _) => EchStatus::NotOffered,
+            (EchOffer::Grease, _) => EchStatus::Grease,
+            (EchOffer::Config(_), EchPlan::Unaware) => {
+                return Err(io::Error::other("ECH rejected without retry configurations"));
+            }
+            (EchOffer::Config(config), EchPlan::Accepts(key)) if &**config == key => EchStatus::Accepted,
+            (EchOffer::Config(_), EchPlan::Accepts(key)) => {
+                return Err(io::Error::other(EchRetry(Arc::from(key))));
+            }
+        };
+        Ok((stream, status))
     }
 }
 
@@ -299,6 +328,8 @@ fn events<D: Dialer>(race: &Race<D>, kind: EventKind) -> Vec<(u64, Option<Socket
 fn deadline(ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(ms)
 }
+
+mod services;
 
 #[tokio::test(start_paused = true)]
 async fn attempts_are_staggered_interleaved_and_capped() {
@@ -443,6 +474,7 @@ async fn commit_at_tls_skips_a_stalled_handshake_and_sends_one_first_flight() {
         tcp: Step::After(10 * MS),
         tls: Step::Never,
         respond_after: Some(Duration::ZERO),
+        ech: EchPlan::Unaware,
     };
     let script = Script::new(&[(v6(1), stall), (v4(1), ok(10, 10))]);
     let mut r = race(
@@ -474,6 +506,7 @@ async fn the_tls_extension_is_bounded_by_one_attempt_delay() {
         tcp: Step::After(240 * MS),
         tls: Step::Never,
         respond_after: None,
+        ech: EchPlan::Unaware,
     };
     let script = Script::new(&[(v6(1), stall), (v4(1), ok(1, 1))]);
     let mut r = race(
@@ -493,6 +526,7 @@ async fn commit_at_tcp_takes_the_first_tcp_and_waits_on_its_tls() {
         tcp: Step::After(10 * MS),
         tls: Step::Never,
         respond_after: Some(Duration::ZERO),
+        ech: EchPlan::Unaware,
     };
     let script = Script::new(&[(v6(1), stall), (v4(1), ok(10, 10))]);
     let config = RaceConfig {
