@@ -30,7 +30,11 @@ struct Cli {
     wsgate: PathBuf,
 
     /// The throughput-client plugin.
-    #[arg(long, value_name = "PATH", default_value = "target/wasm32-wasip2/plugin/throughput-client.wasm")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "target/wasm32-wasip2/plugin/throughput-client.wasm"
+    )]
     plugin: PathBuf,
 }
 
@@ -42,11 +46,31 @@ struct Row {
 }
 
 const ROWS: [Row; 5] = [
-    Row { size: 16, count: 20_000, window: 1 },
-    Row { size: 1024, count: 20_000, window: 1 },
-    Row { size: 1 << 20, count: 200, window: 1 },
-    Row { size: 16, count: 50_000, window: 32 },
-    Row { size: 1024, count: 50_000, window: 32 },
+    Row {
+        size: 16,
+        count: 20_000,
+        window: 1,
+    },
+    Row {
+        size: 1024,
+        count: 20_000,
+        window: 1,
+    },
+    Row {
+        size: 1 << 20,
+        count: 200,
+        window: 1,
+    },
+    Row {
+        size: 16,
+        count: 50_000,
+        window: 32,
+    },
+    Row {
+        size: 1024,
+        count: 50_000,
+        window: 32,
+    },
 ];
 
 /// Bound on one run of either client.
@@ -68,15 +92,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bail!("{} is missing (make build plugins)", path.display());
         }
     }
-    let testbed = wsgate_testbed::spawn_in_thread(Config { v6: Behaviour::Ok, v4: Behaviour::Ok, tls: false, ..Config::default() })
-        .context("starting the testbed")?;
+    let testbed = wsgate_testbed::spawn_in_thread(Config {
+        v6: Behaviour::Ok,
+        v4: Behaviour::Ok,
+        tls: false,
+        ..Config::default()
+    })
+    .context("starting the testbed")?;
     let url = format!("ws://127.0.0.1:{}/", testbed.port());
     let cache = std::env::temp_dir().join(format!("wsgate-throughput-{}", std::process::id()));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 
     // Warm-up: compile the plugin into the cache, page everything in.
     plugin_run(&cli, &cache, &url, 16, 100, 1).context("warm-up run of wsgate")?;
-    runtime.block_on(native_run(&url, 16, 100, 1)).context("warm-up run of the native client")?;
+    runtime
+        .block_on(native_run(&url, 16, 100, 1))
+        .context("warm-up run of the native client")?;
 
     println!("| messages | in flight | wsgate plugin | tokio-tungstenite (native) | plugin ÷ native |");
     println!("|---|---:|---:|---:|---:|");
@@ -122,7 +153,14 @@ fn median(samples: &mut [f64]) -> f64 {
 }
 
 /// One run of the plugin through wsgate; the seconds it measured.
-fn plugin_run(cli: &Cli, cache: &std::path::Path, url: &str, size: usize, count: u64, window: u64) -> anyhow::Result<f64> {
+fn plugin_run(
+    cli: &Cli,
+    cache: &std::path::Path,
+    url: &str,
+    size: usize,
+    count: u64,
+    window: u64,
+) -> anyhow::Result<f64> {
     let mut child = Command::new(&cli.wsgate)
         .arg("run")
         .arg(&cli.plugin)
@@ -154,7 +192,8 @@ fn plugin_run(cli: &Cli, cache: &std::path::Path, url: &str, size: usize, count:
     if !output.status.success() {
         bail!("wsgate failed: {}", String::from_utf8_lossy(&output.stderr).trim());
     }
-    let line: serde_json::Value = serde_json::from_str(stdout.trim()).with_context(|| format!("plugin said {stdout:?}"))?;
+    let line: serde_json::Value =
+        serde_json::from_str(stdout.trim()).with_context(|| format!("plugin said {stdout:?}"))?;
     line["secs"].as_f64().context("no `secs` in the plugin's line")
 }
 
@@ -181,5 +220,7 @@ async fn native_run(url: &str, size: usize, count: u64, window: u64) -> anyhow::
         ws.close(None).await?;
         anyhow::Ok(secs)
     };
-    tokio::time::timeout(RUN_LIMIT, run).await.context("the native client ran too long")?
+    tokio::time::timeout(RUN_LIMIT, run)
+        .await
+        .context("the native client ran too long")?
 }

@@ -59,7 +59,10 @@ fn handle(session: Session) -> Result<(), Error> {
             Ok(())
         }
         path if path.ends_with("/info") => {
-            let info = format!("route={route} sni={} path={target}", server_name.as_deref().unwrap_or("-"));
+            let info = format!(
+                "route={route} sni={} path={target}",
+                server_name.as_deref().unwrap_or("-")
+            );
             ws.send(Message::Text(info))?;
             echo(&mut ws)
         }
