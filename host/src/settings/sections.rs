@@ -6,7 +6,8 @@ use crate::connect::{ConnectConfigBuilder, ConnectTimeoutMs, MemoryTtlSecs};
 use crate::limits::{Connections, ConnectsPerSecond, CpuTimeMs, Limits, MemoryMib, RunTimeSecs, StreamBufferKib};
 use crate::policy::Rule;
 use crate::race::{
-    AttemptDelay, CommitStage, FirstFamilyCount, MaxInFlight, ParkGrace, RaceConfig, ResolutionDelay, TlsTimeout,
+    AttemptDelay, CommitStage, EchMode, FirstFamilyCount, MaxInFlight, ParkGrace, RaceConfig, ResolutionDelay,
+    TlsTimeout,
 };
 use crate::resolve::Override;
 use std::fmt;
@@ -92,6 +93,13 @@ section! {
         #[arg(long = "dns-server", value_name = "ADDR:PORT")]
         #[serde(deserialize_with = "de::list")]
         pub server: Vec<DnsServer>,
+
+        /// Ask for HTTPS records (RFC 9460) beside AAAA and A, and follow
+        /// their services, ports, hints and ECH configurations [default:
+        /// true].
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        #[serde(deserialize_with = "de::switch")]
+        pub https_records: Option<bool>,
     }
 }
 
@@ -171,6 +179,13 @@ section! {
         #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
         #[serde(deserialize_with = "de::switch")]
         pub no_system_roots: Option<bool>,
+
+        /// Encrypted Client Hello: `on` uses a service's ECH configuration
+        /// from its HTTPS record (and sends GREASE where there is none),
+        /// `grease` only sends GREASE, `off` sends nothing [default: on].
+        #[arg(long, value_name = "MODE")]
+        #[serde(deserialize_with = "de::text")]
+        pub ech: Option<EchMode>,
     }
 }
 
@@ -240,6 +255,9 @@ impl DnsSettings {
         for server in &self.server {
             builder = builder.dns_server(server.0);
         }
+        if let Some(on) = self.https_records {
+            builder = builder.https_records(on);
+        }
         builder
     }
 }
@@ -283,6 +301,9 @@ impl TlsSettings {
         builder = builder.system_roots(!self.no_system_roots.unwrap_or(false));
         for path in &self.ca_cert {
             builder = builder.ca_file(path);
+        }
+        if let Some(mode) = self.ech {
+            builder = builder.ech(mode);
         }
         builder
     }
@@ -347,6 +368,11 @@ impl Described for DnsServer {
 impl Described for CommitStage {
     const WHAT: &'static str = "a commit stage";
     const WHAT_LIST: &'static str = "commit stages";
+}
+
+impl Described for EchMode {
+    const WHAT: &'static str = "an ECH mode (off, grease or on)";
+    const WHAT_LIST: &'static str = "ECH modes";
 }
 
 impl Described for PathBuf {

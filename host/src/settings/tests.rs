@@ -39,9 +39,11 @@ fn every_key_is_read() {
         [dns]
         server = ["127.0.0.1:5353", "[::1]:5353"]
         resolve = ["a.test:443:127.0.0.1,::1"]
+        https-records = false
         [tls]
         ca-cert = ["ca.pem", "/abs/ca.pem"]
         no-system-roots = true
+        ech = "grease"
         [limits]
         memory = 32
         cpu-time = 0
@@ -56,6 +58,8 @@ fn every_key_is_read() {
     assert_eq!(settings.race.cancel_after, Some(CommitStage::Response));
     assert_eq!(settings.dns.server.len(), 2);
     assert_eq!(settings.dns.resolve.len(), 1);
+    assert_eq!(settings.dns.https_records, Some(false));
+    assert_eq!(settings.tls.ech, Some(crate::race::EchMode::Grease));
     assert_eq!(
         settings.tls.ca_cert,
         [PathBuf::from("/etc/wsgate/ca.pem"), PathBuf::from("/abs/ca.pem")]
@@ -78,6 +82,7 @@ fn each_kind_of_bad_input_names_the_key() {
         ("[race]\nattempt-dealy = 100", "unknown key `race.attempt-dealy`"),
         ("[limits]\nmemroy = 1", "unknown key `limits.memroy`"),
         ("[proxy]\nx = 1", "unknown section `[proxy]`"),
+        ("[tls]\nech = \"maybe\"", "`maybe` is not an ECH mode"),
         ("allow = [\"x:1\"]", "`allow` must be a section"),
         // Wrong types.
         (
