@@ -40,6 +40,8 @@ mod attempt;
 mod dial;
 mod error;
 mod family;
+#[allow(dead_code)] // Until the race uses it; drop the allow then.
+mod history;
 mod machine;
 #[cfg(test)]
 mod net_tests;
@@ -51,6 +53,8 @@ mod transport;
 
 pub use dial::{Dialer, EchOffer, EchRetry, EchStatus, NetDialer};
 pub use error::{AttemptError, AttemptErrorKind, AttemptFailure, AttemptStage, ConnectError};
+#[allow(unused_imports)] // As for `mod history`.
+pub use history::{AddressStats, History, HistoryConfig, HistoryFileError, HistoryView};
 pub use machine::Race;
 pub use order::{Candidates, FamilyMemory};
 pub use transport::{Replay, Transport};
