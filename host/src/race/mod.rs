@@ -40,6 +40,8 @@ mod attempt;
 mod dial;
 mod error;
 mod family;
+#[allow(dead_code)] // Until the race uses it; drop the allow then.
+mod history;
 mod machine;
 #[cfg(test)]
 mod net_tests;
@@ -52,6 +54,8 @@ mod winners;
 
 pub use dial::{Dialer, EchMode, EchOffer, EchRetry, EchStatus, NetDialer};
 pub use error::{AttemptError, AttemptErrorKind, AttemptFailure, AttemptStage, ConnectError};
+#[allow(unused_imports)] // As for `mod history`.
+pub use history::{AddressStats, History, HistoryConfig, HistoryFileError, HistoryView};
 pub use machine::Race;
 pub use order::Candidates;
 pub use transport::{Replay, Transport};
