@@ -31,6 +31,9 @@
 //!   every address after it.
 //! - `resolve`: names to addresses (hickory-resolver, IP literals,
 //!   `--resolve` overrides, [`Override`]).
+//! - [`nat64`]: IPv4 addresses as IPv6 ones on IPv6-only networks
+//!   ([`Nat64Prefix`](nat64::Nat64Prefix), [`Nat64`](nat64::Nat64)):
+//!   synthesis, de-synthesis and discovery through `ipv4only.arpa`.
 //! - `race`: from a list of addresses to one committed connection (Happy
 //!   Eyeballs); it takes an address check rather than the policy itself.
 //! - `tls`: the rustls client configuration (system roots plus extra CAs).
@@ -40,10 +43,10 @@
 //! - `error`: the one error type, with a [kind](ErrorKind).
 //!
 //! The modules depend on each other in one direction only: `host_name`,
-//! `range` and `error` depend on nothing; `policy`, `resolve`, `tls` and
-//! `report` on those; `race` on `resolve` and `report`; `connect` on all of
-//! them; `sessions` on `connect` (its streams); `settings` and `runtime`
-//! on top; `serve` over `runtime`.
+//! `range`, `error` and `nat64` depend on nothing; `policy`, `resolve`,
+//! `tls` and `report` on those; `race` on `resolve` and `report`; `connect`
+//! on all of them; `sessions` on `connect` (its streams); `settings` and
+//! `runtime` on top; `serve` over `runtime`.
 //!
 //! # Example
 //!
@@ -72,6 +75,7 @@ mod connect;
 mod error;
 mod host_name;
 mod limits;
+pub mod nat64;
 #[allow(dead_code)] // Until the race uses it; drop the allow then.
 mod network;
 pub mod policy;
