@@ -331,6 +331,62 @@ fn masked(v6: Ipv6Addr, len: u8) -> Ipv6Addr {
     Ipv6Addr::from(u128::from(v6) & mask)
 }
 
+/// The NAT64 prefix of the network the host is on: the operator's
+/// (`[dns] nat64-prefix`), or the one discovered with an `ipv4only.arpa`
+/// query (RFC 7050) on a host without IPv4 connectivity, once per network.
+#[derive(Debug, Default)]
+pub(crate) struct Pref64 {
+    configured: Option<Nat64Prefix>,
+    discovered: std::sync::Mutex<Option<(crate::network::NetworkId, Option<Nat64Prefix>)>>,
+}
+
+impl Pref64 {
+    /// The operator's prefix, if any; discovery otherwise.
+    pub(crate) fn new(configured: Option<Nat64Prefix>) -> Pref64 {
+        Pref64 {
+            configured,
+            discovered: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// What a connect on `network` does with NAT64: the prefix, and
+    /// whether IPv4 addresses are dialled through it (the host has no IPv4
+    /// connectivity). `lookup` asks DNS for `ipv4only.arpa`'s AAAA, and
+    /// is called at most once per network.
+    pub(crate) async fn for_network<F, E>(
+        &self,
+        network: crate::network::NetworkId,
+        ipv4_connectivity: bool,
+        lookup: impl FnOnce() -> F,
+    ) -> Option<(Nat64, bool)>
+    where
+        F: std::future::Future<Output = Result<Vec<Ipv6Addr>, E>>,
+        E: std::fmt::Display,
+    {
+        let synthesize = !ipv4_connectivity;
+        if let Some(prefix) = self.configured {
+            return Some((Nat64::new(prefix), synthesize));
+        }
+        if !synthesize {
+            return None;
+        }
+        let known = self.discovered.lock().ok().and_then(|d| *d);
+        let prefix = match known {
+            Some((id, prefix)) if id == network => prefix,
+            _ => {
+                // A failed query finds no prefix; the next network tries
+                // again.
+                let prefix = discover(lookup()).await.ok().flatten();
+                if let Ok(mut discovered) = self.discovered.lock() {
+                    *discovered = Some((network, prefix));
+                }
+                prefix
+            }
+        };
+        prefix.map(|p| (Nat64::new(p), true))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -176,18 +176,29 @@ async fn open(
         .await
         .map_err(|_| ConnectError::Timeout)?
         .map_err(|e| ConnectError::Dns(e.to_string()))?;
-    let memory = config.inner.memory.clone();
+    // The history belongs to the network it was learned on (draft §5.3).
+    let inner = &config.inner;
+    let network = inner.network.current();
+    inner.history.observe_network(network);
+    let ipv4 = inner.network.snapshot().has_ipv4_connectivity();
+    let nat64 = inner
+        .pref64
+        .for_network(network, ipv4, || inner.resolver.aaaa(crate::nat64::IPV4ONLY_ARPA))
+        .await;
     // After DNS, the policy again, on every address.
     let check = config.policy.clone();
     let mut race = Race::new(
-        config.inner.race,
+        inner.race,
         target,
         NetDialer::new(tls),
         lookups,
         check,
-        memory,
+        inner.history.clone(),
         log,
     );
+    if let Some((nat64, synthesize)) = nat64 {
+        race = race.with_nat64(nat64, synthesize);
+    }
     let committed = race.next(deadline).await?;
     Ok(connection(config, race, committed, slot))
 }

@@ -17,8 +17,10 @@ pub(crate) use stream::{ReadStream, WriteStream};
 
 use crate::error::Error;
 use crate::limits::{ConnectRate, Limits};
+use crate::nat64::{Nat64Prefix, Pref64};
+use crate::network::NetworkWatch;
 use crate::policy::{Policy, Rule};
-use crate::race::{AddressCheck, CommitStage, EchMode, FamilyMemory, Race, RaceConfig, Replay, Transport};
+use crate::race::{AddressCheck, CommitStage, EchMode, History, HistoryConfig, Race, RaceConfig, Replay, Transport};
 use crate::range::{Millis, Ranged, Seconds};
 use crate::report::LogSink;
 use crate::resolve::{Override, Resolver};
@@ -34,12 +36,12 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 /// The default bound on a whole connect.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the address that won for a host and port is tried first.
+/// How long the race's history of a path is kept.
 pub const DEFAULT_MEMORY_TTL: Duration = Duration::from_secs(600);
 
 /// The bounds of a whole connect's time, in milliseconds.
 pub type ConnectTimeoutMs = Ranged<Millis, 1, 600_000>;
-/// The bounds of the family memory's time to live, in seconds (a week; 0:
+/// The bounds of the race history's time to live, in seconds (a week; 0:
 /// nothing is remembered).
 pub type MemoryTtlSecs = Ranged<Seconds, 0, 604_800>;
 
@@ -63,7 +65,14 @@ struct ConfigInner {
     connect_timeout: Duration,
     race: RaceConfig,
     cancel_after: Option<CommitStage>,
-    memory: Arc<FamilyMemory>,
+    /// What the race learned of each path, shared by every connect.
+    history: History,
+    /// Where the history is saved, to survive a restart.
+    memory_file: Option<PathBuf>,
+    /// The local network: the history belongs to one, and NAT64 depends
+    /// on it.
+    network: NetworkWatch,
+    pref64: Pref64,
     next_connect: AtomicU64,
 }
 
@@ -93,6 +102,16 @@ impl ConnectConfig {
         }
     }
 
+    /// Writes the race's history to the `--memory-file`, if there is one.
+    pub fn save_memory(&self) -> Result<(), Error> {
+        match &self.inner.memory_file {
+            Some(path) => self.inner.history.save(path).map_err(|e| {
+                Error::config(format!("cannot save the race memory to {}", path.display())).with_source(e)
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn next_connect_id(&self) -> u64 {
         self.inner.next_connect.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -109,6 +128,8 @@ pub struct ConnectConfigBuilder {
     race: RaceConfig,
     cancel_after: Option<CommitStage>,
     memory_ttl: Option<Duration>,
+    memory_file: Option<PathBuf>,
+    nat64_prefix: Option<Nat64Prefix>,
     dns_servers: Vec<SocketAddr>,
     policy: Policy,
     ech: Option<EchMode>,
@@ -199,6 +220,21 @@ impl ConnectConfigBuilder {
         self
     }
 
+    /// Keeps the race's history in `path` across restarts (`--memory-file`):
+    /// read at [`build`](Self::build), written by
+    /// [`ConnectConfig::save_memory`].
+    pub fn memory_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.memory_file = Some(path.into());
+        self
+    }
+
+    /// Uses `prefix` for NAT64 instead of discovering it (`[dns]
+    /// nat64-prefix`).
+    pub fn nat64_prefix(mut self, prefix: Nat64Prefix) -> Self {
+        self.nat64_prefix = Some(prefix);
+        self
+    }
+
     /// What TLS offers for Encrypted Client Hello (`[tls] ech`; by default
     /// [`EchMode::On`]).
     pub fn ech(mut self, mode: EchMode) -> Self {
@@ -231,6 +267,19 @@ impl ConnectConfigBuilder {
             race.ech = mode;
         }
         race.validate().map_err(Error::config)?;
+        let history_config = HistoryConfig {
+            ttl: self.memory_ttl.unwrap_or(DEFAULT_MEMORY_TTL),
+            ..HistoryConfig::default()
+        };
+        let history = match &self.memory_file {
+            Some(path) => History::load(path, history_config).unwrap_or_else(|e| {
+                // The history is only a hint: a bad file costs what was
+                // learned, not the service.
+                eprintln!("wsgate: warning: {e}; the race starts with no history");
+                History::new(history_config)
+            }),
+            None => History::new(history_config),
+        };
         Ok(ConnectConfig {
             inner: Arc::new(ConfigInner {
                 resolver: Resolver::new(self.overrides, self.dns_servers)
@@ -241,7 +290,10 @@ impl ConnectConfigBuilder {
                 connect_timeout,
                 race,
                 cancel_after: self.cancel_after,
-                memory: Arc::new(FamilyMemory::new(self.memory_ttl.unwrap_or(DEFAULT_MEMORY_TTL))),
+                history,
+                memory_file: self.memory_file,
+                network: NetworkWatch::new(),
+                pref64: Pref64::new(self.nat64_prefix),
                 next_connect: AtomicU64::new(0),
             }),
             policy: Arc::new(self.policy),

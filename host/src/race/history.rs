@@ -196,6 +196,11 @@ struct State {
 #[derive(Debug, Clone, Copy)]
 struct AddressEntry {
     rtt: Option<Rtt>,
+    /// A round trip at least this long, from an attempt cancelled before
+    /// its TCP handshake completed (it lost to a faster path); cleared by
+    /// the next success. Not saved: it is only as good as the race that
+    /// measured it.
+    slow: Option<Duration>,
     successes: u32,
     failures: u32,
     last_success: Option<Instant>,
@@ -268,6 +273,7 @@ impl AddressEntry {
     fn new(now: Instant) -> AddressEntry {
         AddressEntry {
             rtt: None,
+            slow: None,
             successes: 0,
             failures: 0,
             last_success: None,
@@ -513,9 +519,14 @@ impl History {
         state.sweep(now, config.ttl);
         let entry = state.address_mut(addr.ip(), &config, now);
         entry.rtt = Some(match entry.live_rtt(now, config.ttl) {
+            // A round trip four times shorter than the estimate is a new
+            // path (a repaired route, a recovered family): the estimate
+            // starts over instead of taking a dozen samples to follow.
+            Some(rtt) if tcp_rtt < rtt.srtt / 4 => Rtt::first(tcp_rtt),
             Some(rtt) => rtt.update(tcp_rtt),
             None => Rtt::first(tcp_rtt),
         });
+        entry.slow = None;
         entry.successes = entry.successes.saturating_add(1);
         entry.last_success = Some(now);
         let family = state
@@ -545,6 +556,23 @@ impl History {
             .family_mut(Family::of(addr), now, config.ttl);
         family.consecutive_failures = family.consecutive_failures.saturating_add(1);
         family.updated = Some(now);
+    }
+
+    /// Records that an attempt to `addr` ran `at_least` without completing
+    /// its TCP handshake before the race was won elsewhere: its round trip
+    /// is at least that. A censored sample, kept apart from the RTT
+    /// estimate; it makes [`HistoryView::srtt`] no lower, so that a family
+    /// much slower than the other goes second next time. Neither a success
+    /// nor a failure.
+    pub fn record_slow(&self, addr: SocketAddr, at_least: Duration) {
+        if !self.enabled() {
+            return;
+        }
+        let (config, now) = (self.config, Instant::now());
+        let mut state = self.lock();
+        state.sweep(now, config.ttl);
+        let entry = state.address_mut(addr.ip(), &config, now);
+        entry.slow = Some(entry.slow.map_or(at_least, |s| s.max(at_least)));
     }
 
     /// Reads a history saved by [`save`](Self::save). A missing file is an
@@ -674,6 +702,7 @@ impl History {
                 _ => return Err(format!("{}: an RTT without its variance", a.ip)),
             };
             let entry = AddressEntry {
+                slow: None,
                 rtt,
                 successes: a.successes,
                 failures: a.failures,
@@ -750,8 +779,26 @@ impl HistoryView {
 
     /// The smoothed TCP connect RTT to `ip`, for the draft's "prefer lower
     /// RTT" sorting rule.
+    /// An address that lost a race before its TCP completed answers at
+    /// least the time it ran ([`History::record_slow`]).
     pub fn srtt(&self, ip: IpAddr) -> Option<Duration> {
-        self.address(ip).and_then(|a| a.srtt)
+        if self.explore {
+            return None;
+        }
+        let slow = {
+            let (ttl, now) = (self.history.config.ttl, Instant::now());
+            let state = self.history.lock();
+            state
+                .addresses
+                .get(&ip)
+                .filter(|e| fresh(e.updated, now, ttl))
+                .and_then(|e| e.slow)
+        };
+        let srtt = self.address(ip).and_then(|a| a.srtt);
+        match (srtt, slow) {
+            (Some(srtt), Some(slow)) => Some(srtt.max(slow)),
+            (srtt, slow) => srtt.or(slow),
+        }
     }
 
     /// Whether a TCP connect to `ip` succeeded within the TTL, for the

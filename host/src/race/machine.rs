@@ -8,7 +8,7 @@ use super::order::Endpoint;
 use super::park::Parked;
 use super::{
     AddressCheck, AttemptError, AttemptErrorKind, AttemptFailure, AttemptStage, Candidates, CommitStage, Committed,
-    ConnectError, Dialer, EchMode, EchOffer, EchStatus, FamilyMemory, NetDialer, RaceConfig, Target,
+    ConnectError, Dialer, EchMode, EchOffer, EchStatus, History, HistoryView, NetDialer, RaceConfig, Target,
 };
 use crate::report::{EventKind, RaceLog};
 use crate::resolve::{Lookup, Lookups, Service, ServiceAnswer, ServiceLookup};
@@ -29,7 +29,15 @@ pub struct Race<D: Dialer = NetDialer> {
     config: RaceConfig,
     target: Arc<Target>,
     dialer: Arc<D>,
-    memory: Arc<FamilyMemory>,
+    /// What the process learned of paths, and this race's view of it.
+    history: History,
+    view: HistoryView,
+    /// The Connection Attempt Delay after the attempt started last: from
+    /// that address's round trip where the history has one (draft §6).
+    attempt_delay: Duration,
+    /// De-synthesis of DNS64 answers (draft §8.2), when a NAT64 prefix
+    /// is known.
+    nat64: Option<crate::nat64::Nat64>,
     https_lookup: Option<ServiceLookup>,
     v6_lookup: Option<Lookup<std::net::Ipv6Addr>>,
     v4_lookup: Option<Lookup<std::net::Ipv4Addr>>,
@@ -102,7 +110,7 @@ impl<D: Dialer> Race<D> {
         dialer: D,
         lookups: Lookups,
         check: Arc<dyn AddressCheck>,
-        memory: Arc<FamilyMemory>,
+        history: History,
         log: RaceLog,
     ) -> Self {
         let connected = if target.tls { CommitStage::Tls } else { CommitStage::Tcp };
@@ -111,18 +119,25 @@ impl<D: Dialer> Race<D> {
             CommitStage::Tls if !target.tls => CommitStage::Tcp,
             stage => stage,
         };
-        let remembered = memory.get(&target.host, target.port);
-        let preferred = remembered.map_or(Family::V6, Family::of);
+        let view = history.view(&target.host, target.port);
+        // A family that keeps failing goes second, and its answer is not
+        // the one to wait for.
+        let preferred = match view.failing_family() {
+            Some(Family::V6) => Family::V4,
+            _ => Family::V6,
+        };
         let (progress_tx, progress_rx) = mpsc::unbounded_channel();
-        let candidates = Candidates::new(target.port, config.first_family_count)
-            .with_experience(Remembered(remembered.map(|a| a.ip())));
+        let candidates = Candidates::new(target.port, config.first_family_count).with_experience(view.clone());
         Race {
             config,
             candidates,
             preferred,
             target: Arc::new(target),
             dialer: Arc::new(dialer),
-            memory,
+            history,
+            view,
+            attempt_delay: config.attempt_delay,
+            nat64: None,
             https_lookup: Some(lookups.https),
             v6_lookup: Some(lookups.v6),
             v4_lookup: Some(lookups.v4),
@@ -150,6 +165,21 @@ impl<D: Dialer> Race<D> {
             attempts_started: 0,
             first_flights: 0,
         }
+    }
+
+    /// Races over NAT64 (draft §8): AAAA answers within the prefix stand
+    /// for the IPv4 address they embed (the policy, the sorting and the
+    /// history see that), and, with `synthesize` (no IPv4 route), IPv4
+    /// addresses are dialled through the prefix.
+    pub fn with_nat64(mut self, nat64: crate::nat64::Nat64, synthesize: bool) -> Self {
+        if synthesize {
+            let through = nat64.clone();
+            self.candidates = self
+                .candidates
+                .with_synthesis(move |v4| through.synthesize_if_needed(v4));
+        }
+        self.nat64 = Some(nat64);
+        self
     }
 
     /// How long the TCP handshake to `addr` took, if an attempt to it got
@@ -294,9 +324,10 @@ impl<D: Dialer> Race<D> {
             && let Some(endpoint) = self.candidates.pick()
         {
             let addr = endpoint.addr;
+            self.attempt_delay = self.view.attempt_delay(addr.ip(), self.config.attempt_delay);
             self.spawn_attempt(endpoint, now);
             self.last_attempt = Some((addr, now));
-            self.next_start = now + self.config.attempt_delay;
+            self.next_start = now + self.attempt_delay;
         }
     }
 
@@ -339,6 +370,12 @@ impl<D: Dialer> Race<D> {
         if endpoint.hint {
             notes.push("address hint".to_owned());
         }
+        if self.attempt_delay != self.config.attempt_delay {
+            notes.push(format!(
+                "next attempt in {} ms (from its round trip)",
+                self.attempt_delay.as_millis()
+            ));
+        }
         let detail = (!notes.is_empty()).then(|| notes.join(", "));
         self.log.push_at(now, EventKind::Attempt, Some(addr), None, detail);
         self.started_at.insert(addr, now);
@@ -363,7 +400,10 @@ impl<D: Dialer> Race<D> {
             Progress::Tcp(addr, at) => {
                 self.log.push_at(at, EventKind::Tcp, Some(addr), None, None);
                 if let Some(started) = self.started_at.get(&addr) {
-                    self.tcp_rtt.insert(addr, at.saturating_duration_since(*started));
+                    let rtt = at.saturating_duration_since(*started);
+                    self.tcp_rtt.insert(addr, rtt);
+                    self.history
+                        .record_success(&self.target.host, self.target.port, addr, rtt);
                 }
                 // HEv3 §6.1: TCP is up and TLS has begun; give it up to one
                 // more attempt delay before starting the next attempt, but
@@ -373,7 +413,7 @@ impl<D: Dialer> Race<D> {
                     && let Some((latest, start)) = self.last_attempt
                     && latest == addr
                 {
-                    let extended = (at + self.config.attempt_delay).min(start + 2 * self.config.attempt_delay);
+                    let extended = (at + self.attempt_delay).min(start + 2 * self.attempt_delay);
                     self.next_start = self.next_start.max(extended);
                 }
                 (addr, AttemptStage::Tcp)
@@ -432,12 +472,29 @@ impl<D: Dialer> Race<D> {
                 format!("{kind}: no address")
             }
             Ok(ips) => {
+                // DNS64 answers stand for the IPv4 address they embed.
+                let mut listed = Vec::new();
+                let ips: Vec<IpAddr> = ips
+                    .into_iter()
+                    .map(|ip| match (ip, &self.nat64) {
+                        (IpAddr::V6(v6), Some(nat64)) => match nat64.desynthesize(v6) {
+                            Some(v4) => {
+                                listed.push(format!("{v4} (DNS64 {v6})"));
+                                IpAddr::V4(v4)
+                            }
+                            None => ip,
+                        },
+                        _ => ip,
+                    })
+                    .collect();
                 // After DNS, on every address: a name the policy allows may
                 // still resolve somewhere it does not (127.0.0.1, a
                 // metadata service, a private network).
                 let port = self.target.port;
                 let ips: Vec<IpAddr> = ips.into_iter().filter(|ip| self.allowed(*ip, port, now)).collect();
-                let listed: Vec<String> = ips.iter().map(ToString::to_string).collect();
+                if listed.is_empty() {
+                    listed = ips.iter().map(ToString::to_string).collect();
+                }
                 let empty = ips.is_empty();
                 self.candidates.set_origin(family, ips);
                 if empty {
@@ -562,6 +619,10 @@ impl<D: Dialer> Race<D> {
     fn record_failure(&mut self, addr: SocketAddr, stage: AttemptStage, error: AttemptError, at: Instant) {
         self.log
             .push_at(at, EventKind::Failed, Some(addr), None, Some(error.to_string()));
+        // Only the transport's failures say something about the path.
+        if stage == AttemptStage::Started {
+            self.history.record_failure(&self.target.host, self.target.port, addr);
+        }
         self.failures.push(AttemptFailure { addr, stage, error });
         // RFC 8305 §5: when an attempt fails, the next one starts at once.
         self.next_start = self.next_start.min(at);
@@ -665,7 +726,6 @@ impl<D: Dialer> Race<D> {
                 Some(format!("{} bytes", flight.len())),
             );
         }
-        self.memory.remember(&self.target.host, self.target.port, addr);
         Ok(Committed {
             peer: self.dialled.get(&addr).copied().unwrap_or(addr),
             stream,
@@ -694,7 +754,14 @@ impl<D: Dialer> Race<D> {
                     self.record_failure(addr, stage, error, at);
                 }
                 Err(e) => {
-                    if let Some((addr, _)) = self.attempts.remove(&e.id()) {
+                    if let Some((addr, stage)) = self.attempts.remove(&e.id()) {
+                        // Its TCP was not done when the race was decided:
+                        // its round trip is at least that long.
+                        if stage == AttemptStage::Started
+                            && let Some(started) = self.started_at.get(&addr)
+                        {
+                            self.history.record_slow(addr, started.elapsed());
+                        }
                         self.log.push(EventKind::Cancel, Some(addr), None, None);
                         // Cancelled, not failed: a fallback may try it again.
                         self.candidates.put_back(addr);
@@ -781,20 +848,4 @@ fn describe(service: &Service, port: u16) -> String {
         line.push_str(" ech");
     }
     line
-}
-
-/// The last winner, as the ordering's experience (until the history
-/// learns more).
-struct Remembered(Option<IpAddr>);
-
-impl super::order::Experience for Remembered {
-    fn srtt(&self, _: IpAddr) -> Option<Duration> {
-        None
-    }
-    fn used(&self, ip: IpAddr) -> bool {
-        self.0 == Some(ip)
-    }
-    fn family_second(&self) -> Option<Family> {
-        self.0.map(|ip| Family::of_ip(ip).other())
-    }
 }

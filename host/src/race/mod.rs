@@ -40,7 +40,6 @@ mod attempt;
 mod dial;
 mod error;
 mod family;
-#[allow(dead_code)] // Until the race uses it; drop the allow then.
 mod history;
 mod machine;
 #[cfg(test)]
@@ -50,16 +49,13 @@ mod park;
 #[cfg(test)]
 mod tests;
 mod transport;
-mod winners;
 
 pub use dial::{Dialer, EchMode, EchOffer, EchRetry, EchStatus, NetDialer};
 pub use error::{AttemptError, AttemptErrorKind, AttemptFailure, AttemptStage, ConnectError};
-#[allow(unused_imports)] // As for `mod history`.
 pub use history::{AddressStats, History, HistoryConfig, HistoryFileError, HistoryView};
 pub use machine::Race;
 pub use order::Candidates;
 pub use transport::{Replay, Transport};
-pub use winners::FamilyMemory;
 
 use crate::host_name::HostName;
 use crate::range::{Count, Millis, Ranged};

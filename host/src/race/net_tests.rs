@@ -3,7 +3,7 @@
 //! mid-TLS.
 
 use super::tests::AllowAll;
-use super::{CommitStage, FamilyMemory, NetDialer, Race, RaceConfig, Target};
+use super::{CommitStage, History, HistoryConfig, NetDialer, Race, RaceConfig, Target};
 use crate::report::{EventKind, RaceLog};
 use crate::resolve::Lookups;
 use crate::tls::{TlsClient, TrustRoots};
@@ -28,8 +28,30 @@ fn testbed(v6: Behaviour, v4: Behaviour) -> TestbedHandle {
     .expect("start testbed")
 }
 
-fn open_descriptors() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+/// This process's TCP sockets to or from `port` (the testbed's listeners,
+/// and both ends of every connection to them): other tests running beside
+/// this one open descriptors of their own, which must not count.
+fn sockets_on(port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let port_of = |field: &str| field.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 9
+                && inodes.contains(fields[9])
+                && (port_of(fields[1]) == Some(port) || port_of(fields[2]) == Some(port))
+        })
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +69,10 @@ async fn a_thousand_cancelled_losers_leave_no_descriptor() {
         ..RaceConfig::default()
     };
     // No memory: every connect must race, or IPv4 would go first alone.
-    let memory = Arc::new(FamilyMemory::new(Duration::ZERO));
+    let memory = History::new(HistoryConfig {
+        ttl: Duration::ZERO,
+        ..HistoryConfig::default()
+    });
     let addrs: Vec<IpAddr> = vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()];
 
     let host: crate::HostName = "wsgate.test".parse().unwrap();
@@ -77,7 +102,7 @@ async fn a_thousand_cancelled_losers_leave_no_descriptor() {
     drop(warm.next(Instant::now() + Duration::from_secs(10)).await.unwrap());
     drop(warm);
     settle(&tb, 1).await;
-    let before = open_descriptors();
+    let before = sockets_on(tb.port());
 
     for id in 1..=1000u64 {
         let mut race = connect(id);
@@ -92,8 +117,8 @@ async fn a_thousand_cancelled_losers_leave_no_descriptor() {
         assert_eq!(cancels, 1, "connect {id}: the IPv6 attempt is cancelled");
     }
     settle(&tb, 1001).await;
-    let after = open_descriptors();
-    assert_eq!(after, before, "descriptors before {before}, after {after}");
+    let after = sockets_on(tb.port());
+    assert_eq!(after, before, "sockets before {before}, after {after}");
     assert_eq!(tb.connections().v6, 1001);
 }
 
@@ -103,7 +128,7 @@ async fn settle(tb: &TestbedHandle, n: u64) {
     let mut last = usize::MAX;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = open_descriptors();
+        let now = sockets_on(tb.port());
         if tb.connections().v6 >= n && now == last {
             return;
         }

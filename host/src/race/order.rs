@@ -81,6 +81,18 @@ pub(crate) trait Experience {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct NoExperience;
 
+impl Experience for super::HistoryView {
+    fn srtt(&self, ip: IpAddr) -> Option<Duration> {
+        super::HistoryView::srtt(self, ip)
+    }
+    fn used(&self, ip: IpAddr) -> bool {
+        super::HistoryView::used(self, ip)
+    }
+    fn family_second(&self) -> Option<Family> {
+        self.failing_family()
+    }
+}
+
 impl Experience for NoExperience {
     fn srtt(&self, _: IpAddr) -> Option<Duration> {
         None
@@ -325,7 +337,7 @@ impl Candidates {
             });
             list.extend(sorted);
         }
-        let first = match self.experience.family_second() {
+        let first = match self.experience.family_second().or_else(|| self.much_slower(&families)) {
             Some(second) => second.other(),
             None => Family::V6,
         };
@@ -350,6 +362,31 @@ impl Candidates {
             }
         }
         out
+    }
+}
+
+impl Candidates {
+    /// The family whose best round trip is more than twice the other's and
+    /// at least [`MIN_ATTEMPT_DELAY`](super::history::MIN_ATTEMPT_DELAY)
+    /// longer: starting it first only delays the connect by an attempt
+    /// delay (wsgate's reading of the draft's RTT rule across families).
+    fn much_slower(&self, families: &PerFamily<VecDeque<Endpoint>>) -> Option<Family> {
+        let best = |family: Family| {
+            families
+                .get(family)
+                .iter()
+                .filter_map(|e| self.experience.srtt(e.addr.ip()))
+                .min()
+        };
+        let (v6, v4) = (best(Family::V6)?, best(Family::V4)?);
+        let gap = super::history::MIN_ATTEMPT_DELAY;
+        if v6 > v4 * 2 && v6 >= v4 + gap {
+            Some(Family::V6)
+        } else if v4 > v6 * 2 && v4 >= v6 + gap {
+            Some(Family::V4)
+        } else {
+            None
+        }
     }
 }
 

@@ -283,13 +283,7 @@ fn target(commit: CommitStage) -> Target {
     }
 }
 
-fn race(
-    config: RaceConfig,
-    commit: CommitStage,
-    script: &Script,
-    lookups: Lookups,
-    memory: &Arc<FamilyMemory>,
-) -> Race<Script> {
+fn race(config: RaceConfig, commit: CommitStage, script: &Script, lookups: Lookups, memory: &History) -> Race<Script> {
     Race::new(
         config,
         target(commit),
@@ -311,8 +305,8 @@ impl AddressCheck for AllowAll {
     }
 }
 
-fn memory() -> Arc<FamilyMemory> {
-    Arc::new(FamilyMemory::new(Duration::from_secs(600)))
+fn memory() -> History {
+    History::new(HistoryConfig::default())
 }
 
 /// The `(t_ms, address)` of every event of `kind`.
@@ -329,6 +323,7 @@ fn deadline(ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(ms)
 }
 
+mod history;
 mod services;
 
 #[tokio::test(start_paused = true)]
@@ -712,7 +707,10 @@ async fn the_memory_holds_the_start_for_the_remembered_family() {
     // the race waits for A (up to the Resolution Delay) and starts there.
     let script = Script::new(&[(v6(1), BLACKHOLE), (v4(1), ok(1, 1))]);
     let memory = memory();
-    memory.remember(&"wsgate.test".parse().unwrap(), 443, v4(1));
+    let host = "wsgate.test".parse().unwrap();
+    memory.record_failure(&host, 443, v6(1));
+    memory.record_failure(&host, 443, v6(1));
+    memory.record_success(&host, 443, v4(1), MS);
     let mut r = race(
         RaceConfig::default(),
         CommitStage::Tls,

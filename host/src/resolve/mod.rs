@@ -241,6 +241,24 @@ impl Resolver {
         Ok((Lookups { https, v6, v4 }, Source::Dns))
     }
 
+    /// The AAAA answer for `name`, straight from DNS (no overrides): for
+    /// NAT64 discovery (`ipv4only.arpa`). No records is an empty answer.
+    pub async fn aaaa(&self, name: &str) -> Result<Vec<Ipv6Addr>, ResolveError> {
+        let dns = self.dns.get_or_try_init(|| async { self.build_dns() }).await?;
+        match dns.ipv6_lookup(name).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match r.data.ip_addr() {
+                    Some(IpAddr::V6(a)) => Some(a),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(ResolveError(e.to_string())),
+        }
+    }
+
     /// Whether DNS names get an HTTPS query beside AAAA and A.
     pub fn with_https(self, on: bool) -> Self {
         let _ = on;
