@@ -473,27 +473,30 @@ impl<D: Dialer> Race<D> {
             }
             Ok(ips) => {
                 // DNS64 answers stand for the IPv4 address they embed.
-                let mut listed = Vec::new();
-                let ips: Vec<IpAddr> = ips
+                let answers: Vec<(IpAddr, Option<std::net::Ipv6Addr>)> = ips
                     .into_iter()
                     .map(|ip| match (ip, &self.nat64) {
                         (IpAddr::V6(v6), Some(nat64)) => match nat64.desynthesize(v6) {
-                            Some(v4) => {
-                                listed.push(format!("{v4} (DNS64 {v6})"));
-                                IpAddr::V4(v4)
-                            }
-                            None => ip,
+                            Some(v4) => (IpAddr::V4(v4), Some(v6)),
+                            None => (ip, None),
                         },
-                        _ => ip,
+                        _ => (ip, None),
                     })
                     .collect();
                 // After DNS, on every address: a name the policy allows may
                 // still resolve somewhere it does not (127.0.0.1, a
                 // metadata service, a private network).
                 let port = self.target.port;
-                let ips: Vec<IpAddr> = ips.into_iter().filter(|ip| self.allowed(*ip, port, now)).collect();
-                if listed.is_empty() {
-                    listed = ips.iter().map(ToString::to_string).collect();
+                let mut listed = Vec::new();
+                let mut ips = Vec::new();
+                for (ip, dns64) in answers {
+                    if self.allowed_as(ip, port, now, dns64) {
+                        listed.push(match dns64 {
+                            Some(v6) => format!("{ip} (DNS64 {v6})"),
+                            None => ip.to_string(),
+                        });
+                        ips.push(ip);
+                    }
                 }
                 let empty = ips.is_empty();
                 self.candidates.set_origin(family, ips);
@@ -578,10 +581,20 @@ impl<D: Dialer> Race<D> {
 
     /// Whether the policy lets the race dial `ip`; a refusal is logged.
     fn allowed(&mut self, ip: IpAddr, port: u16, now: Instant) -> bool {
+        self.allowed_as(ip, port, now, None)
+    }
+
+    /// [`allowed`](Self::allowed), for an address that came as the DNS64
+    /// answer `dns64`, which a refusal names.
+    fn allowed_as(&mut self, ip: IpAddr, port: u16, now: Instant, dns64: Option<std::net::Ipv6Addr>) -> bool {
         let addr = SocketAddr::new(ip, port);
         match self.check.check(addr) {
             Ok(()) => true,
             Err(denied) => {
+                let denied = match dns64 {
+                    Some(v6) => format!("{denied} (the DNS64 answer {v6})"),
+                    None => denied,
+                };
                 self.log
                     .push_at(now, EventKind::Denied, Some(addr), None, Some(denied.clone()));
                 self.denied.push(denied);
