@@ -202,14 +202,38 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         let settings = settings.merge(over);
         let config = connect_config(&settings, &args.common)?;
         let cache = cache_dir(&args.common);
-        let gateway = Gateway::bind(&settings, config, cache.as_deref(), args.common.verbose)?;
+        let gateway = Gateway::bind(&settings, config.clone(), cache.as_deref(), args.common.verbose)?;
         for line in gateway.describe() {
             eprintln!("wsgate: {line}");
         }
+        let saver = tokio::spawn(save_memory_every_minute(config.clone()));
         gateway.serve(stop_signal()).await;
+        saver.abort();
+        save_memory(config).await;
         eprintln!("wsgate: stopped");
         Ok(())
     })
+}
+
+/// Writes the race's history to its `--memory-file` (off the runtime's
+/// threads: it is file I/O), saying so when it cannot.
+async fn save_memory(config: wsgate_host::ConnectConfig) {
+    match tokio::task::spawn_blocking(move || config.save_memory()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("wsgate: warning: {e}"),
+        Err(e) => eprintln!("wsgate: warning: saving the race memory failed: {e}"),
+    }
+}
+
+/// While serving, the history is saved every minute, so that a crash
+/// loses at most a minute of it.
+async fn save_memory_every_minute(config: wsgate_host::ConnectConfig) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        save_memory(config.clone()).await;
+    }
 }
 
 /// Completes at SIGINT or SIGTERM.
@@ -242,8 +266,9 @@ fn run(run_args: RunArgs) -> Result<i32, Error> {
         let engine_time = started.elapsed();
         let plugin = wasm.load(&run_args.plugin)?;
         let outcome = wasm
-            .run(&plugin, config, RunOptions::new(args.args.clone()).limits(limits))
+            .run(&plugin, config.clone(), RunOptions::new(args.args.clone()).limits(limits))
             .await?;
+        save_memory(config).await;
         if args.verbose {
             eprintln!(
                 "wsgate: start-up {:.1} ms (engine {:.1} ms, compile {:.1} ms, instantiate {:.1} ms); run {:.1} ms (CPU {:.1} ms); exit {}",

@@ -124,6 +124,34 @@ fn ipv6_blackholed_ipv4_wins_after_an_attempt_delay_then_at_once_from_memory() {
 }
 
 #[test]
+fn the_memory_file_carries_what_was_learned_into_the_next_run() {
+    let tb = testbed(Behaviour::Blackhole, Behaviour::Ok, true);
+    let file = tempdir("race-memory").join("memory.json");
+    let memory = ["--memory-file", file.to_str().unwrap()];
+    let (run1, events) = run(&tb, &memory, &["hello"]);
+    assert_eq!(run1.code, Some(0), "{run1:?}");
+    assert_eq!(first(&connect(&events, 1), "commit").2, v4(&tb));
+    let saved = std::fs::read_to_string(&file).expect("the history was saved at exit");
+    assert!(saved.contains("127.0.0.1"), "{saved}");
+
+    // A new process: IPv6 lost the first run's race before its TCP was
+    // up, so IPv4, much faster, goes first.
+    let (run2, events) = run(&tb, &memory, &["hello"]);
+    assert_eq!(run2.code, Some(0), "{run2:?}");
+    let attempts: Vec<String> = connect(&events, 1)
+        .into_iter()
+        .filter(|e| e.0 == "attempt")
+        .map(|e| e.2)
+        .collect();
+    assert_eq!(attempts, [v4(&tb)], "{events:?}");
+
+    // Without the file, the next process knows nothing.
+    let (run3, events) = run(&tb, &[], &["hello"]);
+    assert_eq!(run3.code, Some(0), "{run3:?}");
+    assert_eq!(first(&connect(&events, 1), "attempt").2, v6(&tb));
+}
+
+#[test]
 fn ipv6_refused_ipv4_starts_at_once() {
     let tb = testbed(Behaviour::Refused, Behaviour::Ok, true);
     // A long attempt delay makes "at once" plain: were IPv4 waiting for

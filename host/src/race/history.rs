@@ -198,8 +198,7 @@ struct AddressEntry {
     rtt: Option<Rtt>,
     /// A round trip at least this long, from an attempt cancelled before
     /// its TCP handshake completed (it lost to a faster path); cleared by
-    /// the next success. Not saved: it is only as good as the race that
-    /// measured it.
+    /// the next success.
     slow: Option<Duration>,
     successes: u32,
     failures: u32,
@@ -641,6 +640,7 @@ impl History {
             .map(|(ip, e)| FileAddress {
                 ip: *ip,
                 srtt_ns: e.rtt.map(|r| duration_ns(r.srtt)),
+                slow_ns: e.slow.map(duration_ns),
                 rttvar_ns: e.rtt.map(|r| duration_ns(r.rttvar)),
                 successes: e.successes,
                 failures: e.failures,
@@ -702,7 +702,7 @@ impl History {
                 _ => return Err(format!("{}: an RTT without its variance", a.ip)),
             };
             let entry = AddressEntry {
-                slow: None,
+                slow: a.slow_ns.map(Duration::from_nanos),
                 rtt,
                 successes: a.successes,
                 failures: a.failures,
@@ -865,6 +865,8 @@ struct HistoryFile {
 struct FileAddress {
     ip: IpAddr,
     srtt_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    slow_ns: Option<u64>,
     rttvar_ns: Option<u64>,
     successes: u32,
     failures: u32,

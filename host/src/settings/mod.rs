@@ -145,6 +145,9 @@ impl Settings {
         }
         let mut settings: Settings = de::from_value(&value).map_err(|e| e.to_string())?;
         settings.tls.ca_cert = settings.tls.ca_cert.iter().map(|p| base.join(p)).collect();
+        if let Some(path) = &mut settings.race.memory_file {
+            *path = base.join(&*path);
+        }
         serve::resolve_paths(&mut settings.listener, &mut settings.route, base);
         settings.move_old_keys();
         Ok(settings)

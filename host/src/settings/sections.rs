@@ -4,6 +4,7 @@
 use super::de::{self, Described};
 use crate::connect::{ConnectConfigBuilder, ConnectTimeoutMs, MemoryTtlSecs};
 use crate::limits::{Connections, ConnectsPerSecond, CpuTimeMs, Limits, MemoryMib, RunTimeSecs, StreamBufferKib};
+use crate::nat64::Nat64Prefix;
 use crate::policy::Rule;
 use crate::race::{
     AttemptDelay, CommitStage, EchMode, FirstFamilyCount, MaxInFlight, ParkGrace, RaceConfig, ResolutionDelay,
@@ -100,6 +101,12 @@ section! {
         #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
         #[serde(deserialize_with = "de::switch")]
         pub https_records: Option<bool>,
+
+        /// The network's NAT64 prefix (e.g. `64:ff9b::/96`), instead of
+        /// discovering it (RFC 7050) on a host without IPv4 connectivity.
+        #[arg(long, value_name = "PREFIX")]
+        #[serde(deserialize_with = "de::text")]
+        pub nat64_prefix: Option<Nat64Prefix>,
     }
 }
 
@@ -142,10 +149,16 @@ section! {
         #[arg(long, value_name = "MS")]
         pub tls_timeout: Option<TlsTimeout>,
 
-        /// How long the address that won for a host and port is tried first,
-        /// in seconds (0: never) [default: 600].
+        /// How long the race keeps what it learned of a path (round trips,
+        /// failures), in seconds (0: nothing is kept) [default: 600].
         #[arg(long, value_name = "SECONDS")]
         pub memory_ttl: Option<MemoryTtlSecs>,
+
+        /// Keep what the race learned in FILE across restarts: read at start,
+        /// written at exit (and every minute while serving).
+        #[arg(long, value_name = "FILE")]
+        #[serde(deserialize_with = "de::text")]
+        pub memory_file: Option<PathBuf>,
 
         /// Bound on each connect, in milliseconds [default: 10000].
         #[arg(long, value_name = "MS")]
@@ -258,6 +271,9 @@ impl DnsSettings {
         if let Some(on) = self.https_records {
             builder = builder.https_records(on);
         }
+        if let Some(prefix) = self.nat64_prefix {
+            builder = builder.nat64_prefix(prefix);
+        }
         builder
     }
 }
@@ -288,6 +304,9 @@ impl RaceSettings {
         }
         if let Some(ttl) = self.memory_ttl {
             builder = builder.memory_ttl(ttl.duration());
+        }
+        if let Some(path) = &self.memory_file {
+            builder = builder.memory_file(path);
         }
         if let Some(stage) = self.cancel_after {
             builder = builder.cancel_after(stage);
@@ -368,6 +387,11 @@ impl Described for DnsServer {
 impl Described for CommitStage {
     const WHAT: &'static str = "a commit stage";
     const WHAT_LIST: &'static str = "commit stages";
+}
+
+impl Described for Nat64Prefix {
+    const WHAT: &'static str = "a NAT64 prefix (/32, /40, /48, /56, /64 or /96)";
+    const WHAT_LIST: &'static str = "NAT64 prefixes";
 }
 
 impl Described for EchMode {

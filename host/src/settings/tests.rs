@@ -35,11 +35,13 @@ fn every_key_is_read() {
         park-grace = 500
         tls-timeout = 700
         memory-ttl = 60
+        memory-file = "race.json"
         connect-timeout = 3000
         [dns]
         server = ["127.0.0.1:5353", "[::1]:5353"]
         resolve = ["a.test:443:127.0.0.1,::1"]
         https-records = false
+        nat64-prefix = "64:ff9b::/96"
         [tls]
         ca-cert = ["ca.pem", "/abs/ca.pem"]
         no-system-roots = true
@@ -59,6 +61,8 @@ fn every_key_is_read() {
     assert_eq!(settings.dns.server.len(), 2);
     assert_eq!(settings.dns.resolve.len(), 1);
     assert_eq!(settings.dns.https_records, Some(false));
+    assert_eq!(settings.dns.nat64_prefix, Some("64:ff9b::/96".parse().unwrap()));
+    assert_eq!(settings.race.memory_file, Some(PathBuf::from("/etc/wsgate/race.json")));
     assert_eq!(settings.tls.ech, Some(crate::race::EchMode::Grease));
     assert_eq!(
         settings.tls.ca_cert,
@@ -83,6 +87,7 @@ fn each_kind_of_bad_input_names_the_key() {
         ("[limits]\nmemroy = 1", "unknown key `limits.memroy`"),
         ("[proxy]\nx = 1", "unknown section `[proxy]`"),
         ("[tls]\nech = \"maybe\"", "`maybe` is not an ECH mode"),
+        ("[dns]\nnat64-prefix = \"64:ff9b::/95\"", "nat64-prefix"),
         ("allow = [\"x:1\"]", "`allow` must be a section"),
         // Wrong types.
         (
