@@ -180,7 +180,8 @@ async fn open(
     let inner = &config.inner;
     let network = inner.network.current();
     inner.history.observe_network(network);
-    let ipv4 = inner.network.snapshot().has_ipv4_connectivity();
+    let snapshot = inner.network.snapshot();
+    let ipv4 = snapshot.has_ipv4_connectivity();
     let nat64 = inner
         .pref64
         .for_network(network, ipv4, || inner.resolver.aaaa(crate::nat64::IPV4ONLY_ARPA))
@@ -198,6 +199,9 @@ async fn open(
     );
     if let Some((nat64, synthesize)) = nat64 {
         race = race.with_nat64(nat64, synthesize);
+    }
+    if ipv4 && !snapshot.has_ipv6_connectivity() {
+        race = race.prefer_ipv4();
     }
     let committed = race.next(deadline).await?;
     Ok(connection(config, race, committed, slot))

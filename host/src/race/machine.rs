@@ -182,6 +182,16 @@ impl<D: Dialer> Race<D> {
         self
     }
 
+    /// Prefers IPv4: for a host whose only default route is IPv4's (draft
+    /// §4.2), unless the history puts IPv4 second.
+    pub fn prefer_ipv4(mut self) -> Self {
+        if self.view.failing_family() != Some(Family::V4) {
+            self.preferred = Family::V4;
+            self.candidates = self.candidates.preferring(Family::V4);
+        }
+        self
+    }
+
     /// How long the TCP handshake to `addr` took, if an attempt to it got
     /// that far.
     pub fn tcp_rtt(&self, addr: SocketAddr) -> Option<Duration> {

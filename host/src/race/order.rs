@@ -109,6 +109,9 @@ impl Experience for NoExperience {
 pub struct Candidates {
     port: u16,
     first_family_count: usize,
+    /// The family that leads when the history says nothing (IPv6, unless
+    /// the host has no IPv6 connectivity: draft §4.2).
+    first_family: Family,
     /// The A and AAAA answers for the name asked for (`None`: not in).
     origin: PerFamily<Option<Vec<IpAddr>>>,
     /// The usable services (`None`: the HTTPS answer is not in).
@@ -140,6 +143,7 @@ impl Candidates {
         Candidates {
             port,
             first_family_count: first_family_count.max(1),
+            first_family: Family::V6,
             origin: PerFamily::default(),
             services: None,
             synthesize: None,
@@ -147,6 +151,12 @@ impl Candidates {
             tried: Vec::new(),
             put_back: VecDeque::new(),
         }
+    }
+
+    /// Leads with `family` where the history does not say otherwise.
+    pub(crate) fn preferring(mut self, family: Family) -> Self {
+        self.first_family = family;
+        self
     }
 
     /// Orders with what `experience` knows.
@@ -339,7 +349,7 @@ impl Candidates {
         }
         let first = match self.experience.family_second().or_else(|| self.much_slower(&families)) {
             Some(second) => second.other(),
-            None => Family::V6,
+            None => self.first_family,
         };
         let mut out = Vec::new();
         let mut family = first;

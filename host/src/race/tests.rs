@@ -324,6 +324,7 @@ fn deadline(ms: u64) -> Instant {
 }
 
 mod history;
+mod nat64;
 mod services;
 
 #[tokio::test(start_paused = true)]

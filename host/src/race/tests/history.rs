@@ -180,3 +180,13 @@ async fn a_network_change_forgets_what_was_learned() {
     r.next(deadline(1000)).await.unwrap();
     assert_eq!(attempts_of(&r)[0].1, Some(v6(1)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_host_with_only_an_ipv4_route_prefers_ipv4() {
+    // A at 0, AAAA at 30: an IPv4-preferring race starts at once on A.
+    let script = Script::new(&[(v6(1), ok(1, 1)), (v4(1), ok(1, 1))]);
+    let lookups = lookups(&[v6(1)], Some(30), &[v4(1)], Some(0));
+    let mut r = race(RaceConfig::default(), CommitStage::Tls, &script, lookups, &memory()).prefer_ipv4();
+    assert_eq!(r.next(deadline(1000)).await.unwrap().peer, v4(1));
+    assert_eq!(attempts_of(&r), [(0, Some(v4(1)))]);
+}
