@@ -28,14 +28,6 @@ impl Family {
         }
     }
 
-    /// The family's name, as in the race log.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Family::V6 => "ipv6",
-            Family::V4 => "ipv4",
-        }
-    }
-
     /// The other family.
     pub(crate) fn other(self) -> Family {
         match self {

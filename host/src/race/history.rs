@@ -157,6 +157,7 @@ pub struct HistoryFileError {
 
 impl HistoryFileError {
     /// The file.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -427,11 +428,6 @@ impl History {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &HistoryConfig {
-        &self.config
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while the lock is held; if something did, the
         // tables are still well-formed, only perhaps missing an update.
@@ -466,17 +462,20 @@ impl History {
         }
     }
 
+    #[cfg(test)]
     /// The network the entries belong to, once one was observed or loaded.
     pub fn network(&self) -> Option<NetworkId> {
         self.lock().network
     }
 
+    #[cfg(test)]
     /// How many destination addresses are held (expired ones not yet swept
     /// out included).
     pub fn address_count(&self) -> usize {
         self.lock().addresses.len()
     }
 
+    #[cfg(test)]
     /// How many host:port entries are held (as [`address_count`](Self::address_count)).
     pub fn host_count(&self) -> usize {
         self.lock().hosts.len()

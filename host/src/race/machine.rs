@@ -173,7 +173,7 @@ impl<D: Dialer> Race<D> {
     /// addresses are dialled through the prefix.
     pub fn with_nat64(mut self, nat64: crate::nat64::Nat64, synthesize: bool) -> Self {
         if synthesize {
-            let through = nat64.clone();
+            let through = nat64;
             self.candidates = self
                 .candidates
                 .with_synthesis(move |v4| through.synthesize_if_needed(v4));
@@ -379,6 +379,11 @@ impl<D: Dialer> Race<D> {
         }
         if endpoint.hint {
             notes.push("address hint".to_owned());
+        }
+        if self.attempts_started == 0 && self.view.explore() {
+            // Draft §5.3: now and then a race ignores what was learned, so
+            // that a repaired path is found again.
+            notes.push("exploring: this race ignores the history".to_owned());
         }
         if self.attempt_delay != self.config.attempt_delay {
             notes.push(format!(

@@ -52,7 +52,7 @@ mod transport;
 
 pub use dial::{Dialer, EchMode, EchOffer, EchRetry, EchStatus, NetDialer};
 pub use error::{AttemptError, AttemptErrorKind, AttemptFailure, AttemptStage, ConnectError};
-pub use history::{AddressStats, History, HistoryConfig, HistoryFileError, HistoryView};
+pub use history::{History, HistoryConfig, HistoryView};
 pub use machine::Race;
 pub use order::Candidates;
 pub use transport::{Replay, Transport};
