@@ -29,6 +29,7 @@ fn dns(name: &str, v6: &[&str], v4: &[&str]) -> wsgate_testbed::DnsHandle {
         v4: v4.iter().map(|a| a.parse().unwrap()).collect(),
         aaaa_delay: Duration::ZERO,
         a_delay: Duration::ZERO,
+        ..DnsRecord::default()
     }])
     .unwrap()
 }

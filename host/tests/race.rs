@@ -58,6 +58,7 @@ fn dns_for_both(aaaa_ms: u64, a_ms: u64) -> wsgate_testbed::DnsHandle {
         v4: vec!["127.0.0.1".parse().unwrap()],
         aaaa_delay: Duration::from_millis(aaaa_ms),
         a_delay: Duration::from_millis(a_ms),
+        ..DnsRecord::default()
     }])
     .unwrap()
 }

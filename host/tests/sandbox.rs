@@ -262,6 +262,7 @@ fn a_name_resolving_to_loopback_is_denied() {
         v4: vec!["127.0.0.1".parse().unwrap()],
         aaaa_delay: Duration::ZERO,
         a_delay: Duration::ZERO,
+        ..DnsRecord::default()
     }])
     .unwrap();
     let config = ConnectConfig::builder()

@@ -1,6 +1,6 @@
 //! A small DNS server on loopback whose answers can be delayed per record
-//! type, for testing a client's handling of AAAA and A arriving at
-//! different times (Happy Eyeballs, RFC 8305 §3).
+//! type, for testing a client's handling of HTTPS, AAAA and A arriving at
+//! different times (Happy Eyeballs, RFC 8305 §3 and its version 3 draft).
 //!
 //! It serves a fixed set of names over UDP and TCP on `127.0.0.1` (same
 //! port) and answers each query in its own task once that record type's
@@ -10,13 +10,18 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use std::time::Duration;
-//! use wsgate_testbed::{DnsRecord, DnsServer};
+//! use wsgate_testbed::{DnsRecord, DnsServer, HttpsRecord, HttpsService};
 //! let dns = DnsServer::start(vec![DnsRecord {
 //!     name: "wsgate.test".into(),
 //!     v6: vec!["::1".parse()?],
 //!     v4: vec!["127.0.0.1".parse()?],
 //!     aaaa_delay: Duration::from_millis(300),
-//!     a_delay: Duration::ZERO,
+//!     https: vec![HttpsRecord::Service(HttpsService {
+//!         priority: 1,
+//!         alpn: vec!["http/1.1".into()],
+//!         ..HttpsService::default()
+//!     })],
+//!     ..DnsRecord::default()
 //! }])
 //! .await?;
 //! // Point a resolver at dns.addr() ...
@@ -34,8 +39,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::rr::rdata::svcb::{
+    Alpn, EchConfigList, IpHint, Mandatory, SVCB, SvcParamKey, SvcParamValue, Unknown,
+};
+use hickory_proto::rr::rdata::{A, AAAA, HTTPS, NULL};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -70,7 +78,9 @@ const EDNS_PAYLOAD: u16 = 1232;
 const BIND_ATTEMPTS: usize = 16;
 
 /// One name's records and how long to wait before answering each type.
-#[derive(Clone, Debug)]
+///
+/// New fields may be added: build one with `..DnsRecord::default()`.
+#[derive(Clone, Debug, Default)]
 pub struct DnsRecord {
     /// The name, e.g. `"wsgate.test"`; matched case-insensitively, with or
     /// without a trailing dot.
@@ -83,6 +93,122 @@ pub struct DnsRecord {
     pub aaaa_delay: Duration,
     /// Wait before answering an A query.
     pub a_delay: Duration,
+    /// Answers to HTTPS queries (type 65), in this order (none: NODATA).
+    pub https: Vec<HttpsRecord>,
+    /// Wait before answering an HTTPS query.
+    pub https_delay: Duration,
+}
+
+/// One HTTPS record (RFC 9460).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpsRecord {
+    /// AliasMode (SvcPriority 0): the service is `target`'s.
+    Alias {
+        /// The TargetName, e.g. `"cdn.test"`; `"."` says the service does
+        /// not exist.
+        target: String,
+    },
+    /// ServiceMode.
+    Service(HttpsService),
+    /// RDATA sent as given, for testing how a client takes a record it
+    /// cannot decode.
+    Raw(Vec<u8>),
+}
+
+/// A ServiceMode HTTPS record. Its parameters are sent in key order, as
+/// RFC 9460 §2.2 requires.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpsService {
+    /// SvcPriority; 0 would make it an AliasMode record.
+    pub priority: u16,
+    /// The TargetName; empty or `"."` for the owner name.
+    pub target: String,
+    /// The `mandatory` parameter's keys, as numbers (none: not sent).
+    pub mandatory: Vec<u16>,
+    /// The `alpn` parameter (none: not sent).
+    pub alpn: Vec<String>,
+    /// The `no-default-alpn` parameter.
+    pub no_default_alpn: bool,
+    /// The `port` parameter.
+    pub port: Option<u16>,
+    /// The `ipv4hint` parameter (none: not sent).
+    pub ipv4hint: Vec<Ipv4Addr>,
+    /// The `ech` parameter's bytes, an ECHConfigList.
+    pub ech: Option<Vec<u8>>,
+    /// The `ipv6hint` parameter (none: not sent).
+    pub ipv6hint: Vec<Ipv6Addr>,
+    /// Further parameters, `(key, value)`, e.g. keys no client knows;
+    /// each is sent in its place in key order.
+    pub extra: Vec<(u16, Vec<u8>)>,
+}
+
+impl HttpsRecord {
+    /// The record's RDATA, checked once at start so that answering cannot
+    /// fail.
+    fn rdata(&self) -> anyhow::Result<RData> {
+        match self {
+            HttpsRecord::Alias { target } => Ok(RData::HTTPS(HTTPS(SVCB::new(0, target_name(target)?, Vec::new())))),
+            HttpsRecord::Service(service) => service.rdata(),
+            HttpsRecord::Raw(bytes) => Ok(RData::Unknown {
+                code: RecordType::HTTPS,
+                rdata: NULL::with(bytes.clone()),
+            }),
+        }
+    }
+}
+
+impl HttpsService {
+    fn rdata(&self) -> anyhow::Result<RData> {
+        let mut params: Vec<(SvcParamKey, SvcParamValue)> = Vec::new();
+        if !self.mandatory.is_empty() {
+            let keys = self.mandatory.iter().map(|k| SvcParamKey::from(*k)).collect();
+            params.push((SvcParamKey::Mandatory, SvcParamValue::Mandatory(Mandatory(keys))));
+        }
+        if !self.alpn.is_empty() {
+            params.push((SvcParamKey::Alpn, SvcParamValue::Alpn(Alpn(self.alpn.clone()))));
+        }
+        if self.no_default_alpn {
+            params.push((SvcParamKey::NoDefaultAlpn, SvcParamValue::NoDefaultAlpn));
+        }
+        if let Some(port) = self.port {
+            params.push((SvcParamKey::Port, SvcParamValue::Port(port)));
+        }
+        if !self.ipv4hint.is_empty() {
+            let hints = self.ipv4hint.iter().map(|ip| A(*ip)).collect();
+            params.push((SvcParamKey::Ipv4Hint, SvcParamValue::Ipv4Hint(IpHint(hints))));
+        }
+        if let Some(ech) = &self.ech {
+            params.push((
+                SvcParamKey::EchConfigList,
+                SvcParamValue::EchConfigList(EchConfigList(ech.clone())),
+            ));
+        }
+        if !self.ipv6hint.is_empty() {
+            let hints = self.ipv6hint.iter().map(|ip| AAAA(*ip)).collect();
+            params.push((SvcParamKey::Ipv6Hint, SvcParamValue::Ipv6Hint(IpHint(hints))));
+        }
+        for (key, value) in &self.extra {
+            params.push((SvcParamKey::from(*key), SvcParamValue::Unknown(Unknown(value.clone()))));
+        }
+        params.sort_by_key(|(key, _)| u16::from(*key));
+        anyhow::ensure!(
+            params.windows(2).all(|w| w[0].0 != w[1].0),
+            "HTTPS record with a parameter given twice"
+        );
+        let target = if self.target.is_empty() { "." } else { &self.target };
+        Ok(RData::HTTPS(HTTPS(SVCB::new(
+            self.priority,
+            target_name(target)?,
+            params,
+        ))))
+    }
+}
+
+/// A TargetName, absolute (`"."` is the root).
+fn target_name(target: &str) -> anyhow::Result<Name> {
+    let mut name = Name::from_ascii(target).with_context(|| format!("invalid HTTPS target {target:?}"))?;
+    name.set_fqdn(true);
+    Ok(name)
 }
 
 /// The log of received queries: `(name, type)`, shared with the tasks.
@@ -100,9 +226,15 @@ fn normalize(name: &str) -> String {
 
 /// What the serving tasks share.
 struct Shared {
-    zone: HashMap<String, DnsRecord>,
+    zone: HashMap<String, Zoned>,
     log: QueryLog,
     pending: Arc<Semaphore>,
+}
+
+/// A name's records, with the HTTPS ones already in RDATA form.
+struct Zoned {
+    record: DnsRecord,
+    https: Vec<RData>,
 }
 
 /// An answer, built at once and sent after `delay`.
@@ -167,12 +299,20 @@ impl Shared {
             return Some(planned);
         }
         planned.response.metadata.authoritative = true;
-        let Some(record) = self.zone.get(&name) else {
+        let Some(Zoned { record, https }) = self.zone.get(&name) else {
             planned.response.metadata.response_code = ResponseCode::NXDomain;
             return Some(planned);
         };
         let owner = query.name().clone();
         match record_type {
+            RecordType::HTTPS => {
+                planned.delay = record.https_delay;
+                planned.response.add_answers(
+                    https
+                        .iter()
+                        .map(|rdata| Record::from_rdata(owner.clone(), TTL, rdata.clone())),
+                );
+            }
             RecordType::AAAA => {
                 planned.delay = record.aaaa_delay;
                 planned.response.add_answers(
@@ -228,11 +368,17 @@ impl DnsServer {
         for record in records {
             let key = normalize(&record.name);
             anyhow::ensure!(!key.is_empty(), "empty DNS name {:?}", record.name);
-            hickory_proto::rr::Name::from_ascii(&key).with_context(|| format!("invalid DNS name {:?}", record.name))?;
+            Name::from_ascii(&key).with_context(|| format!("invalid DNS name {:?}", record.name))?;
+            let https = record
+                .https
+                .iter()
+                .map(HttpsRecord::rdata)
+                .collect::<anyhow::Result<Vec<_>>>()
+                .with_context(|| format!("HTTPS records of {:?}", record.name))?;
             match zone.entry(key) {
                 Entry::Occupied(_) => anyhow::bail!("DNS name {:?} given twice", record.name),
                 Entry::Vacant(slot) => {
-                    slot.insert(record);
+                    slot.insert(Zoned { record, https });
                 }
             }
         }
@@ -259,7 +405,7 @@ impl DnsServer {
     }
 
     /// Every query received, in order, as (name lower-cased without the
-    /// trailing dot, record type such as `"AAAA"` or `"A"`). Logged on
+    /// trailing dot, record type such as `"HTTPS"`, `"AAAA"` or `"A"`). Logged on
     /// receipt, before any delay. Only well-formed single-question queries
     /// are logged, and at most 65 536 of them.
     pub fn queries(&self) -> Vec<(String, &'static str)> {

@@ -12,8 +12,8 @@
 //! upgrade requests it received, so tests can check that a client sent
 //! exactly one upgrade per connection it kept.
 //!
-//! It also has a small DNS server ([`DnsServer`]) whose AAAA and A answers
-//! can each be delayed, for testing a client's name resolution against real
+//! It also has a small DNS server ([`DnsServer`]) whose HTTPS, AAAA and A
+//! answers can each be delayed, for testing a client's name resolution against real
 //! DNS on loopback.
 //!
 //! This crate is deliberately independent of wsgate: it shares no code with
@@ -48,7 +48,7 @@ mod dns;
 mod serve;
 
 use bind::Bound;
-pub use dns::{DnsHandle, DnsRecord, DnsServer, spawn_dns_in_thread};
+pub use dns::{DnsHandle, DnsRecord, DnsServer, HttpsRecord, HttpsService, spawn_dns_in_thread};
 
 /// What one address family of the testbed does with connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

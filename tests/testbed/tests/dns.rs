@@ -70,6 +70,7 @@ fn record(aaaa_delay: Duration, a_delay: Duration) -> DnsRecord {
         v4: vec![v4a()],
         aaaa_delay,
         a_delay,
+        ..DnsRecord::default()
     }
 }
 
@@ -138,6 +139,7 @@ async fn nxdomain_for_unknown_names_nodata_for_missing_types() {
         v4: vec![],
         aaaa_delay: Duration::ZERO,
         a_delay: Duration::ZERO,
+        ..DnsRecord::default()
     }])
     .await
     .unwrap();
@@ -351,4 +353,118 @@ fn runs_in_a_thread() {
     assert_eq!(answer.answers.len(), 2);
     assert_eq!(dns.queries(), [("wsgate.test".into(), "AAAA")]);
     dns.stop();
+}
+
+#[tokio::test]
+async fn answers_https_records() {
+    use hickory_resolver::proto::rr::rdata::svcb::{SvcParamKey, SvcParamValue};
+    use wsgate_testbed::{HttpsRecord, HttpsService};
+    let dns = DnsServer::start(vec![
+        DnsRecord {
+            name: "alias.test".into(),
+            https: vec![HttpsRecord::Alias {
+                target: "svc.test".into(),
+            }],
+            ..DnsRecord::default()
+        },
+        DnsRecord {
+            name: "svc.test".into(),
+            https: vec![
+                HttpsRecord::Service(HttpsService {
+                    priority: 2,
+                    target: "pool.test".into(),
+                    mandatory: vec![3],
+                    alpn: vec!["h2".into()],
+                    no_default_alpn: true,
+                    port: Some(8443),
+                    ipv4hint: vec![v4a()],
+                    ech: Some(vec![0, 1, 2]),
+                    ipv6hint: vec![v6a()],
+                    extra: vec![(65_300, b"x".to_vec())],
+                }),
+                HttpsRecord::Service(HttpsService {
+                    priority: 1,
+                    ..HttpsService::default()
+                }),
+            ],
+            https_delay: DELAY,
+            ..DnsRecord::default()
+        },
+    ])
+    .await
+    .unwrap();
+    let resolver = resolver_for(dns.addr());
+
+    let alias = timeout(PROMPT, resolver.lookup("alias.test.", RecordType::HTTPS))
+        .await
+        .unwrap()
+        .unwrap();
+    let [record] = alias.answers() else { panic!("{alias:?}") };
+    let RData::HTTPS(https) = &record.data else {
+        panic!("{record:?}")
+    };
+    assert_eq!(
+        (https.svc_priority, https.target_name.to_ascii()),
+        (0, "svc.test.".into())
+    );
+
+    let started = Instant::now();
+    let svc = timeout(PROMPT, resolver.lookup("svc.test.", RecordType::HTTPS))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() >= DELAY);
+    let records: Vec<_> = svc
+        .answers()
+        .iter()
+        .map(|r| match &r.data {
+            RData::HTTPS(https) => https.0.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        (records[0].svc_priority, records[0].target_name.to_ascii()),
+        (2, "pool.test.".into())
+    );
+    let keys: Vec<u16> = records[0].svc_params.iter().map(|(k, _)| u16::from(*k)).collect();
+    assert_eq!(keys, [0, 1, 2, 3, 4, 5, 6, 65_300]);
+    assert_eq!(records[0].svc_params[3].1, SvcParamValue::Port(8443));
+    assert!(
+        matches!(&records[0].svc_params[5], (SvcParamKey::EchConfigList, SvcParamValue::EchConfigList(e)) if e.0 == [0, 1, 2])
+    );
+    assert!(records[1].target_name.is_root() && records[1].svc_params.is_empty());
+
+    // A name without HTTPS records: NODATA.
+    let err = timeout(PROMPT, resolver.lookup("alias.test.", RecordType::A))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_no_records_found() && !err.is_nx_domain(), "{err:?}");
+
+    assert_eq!(
+        dns.queries(),
+        [
+            ("alias.test".into(), "HTTPS"),
+            ("svc.test".into(), "HTTPS"),
+            ("alias.test".into(), "A")
+        ]
+    );
+    dns.shutdown().await;
+}
+
+#[tokio::test]
+async fn refuses_an_https_parameter_given_twice() {
+    use wsgate_testbed::{HttpsRecord, HttpsService};
+    let twice = DnsRecord {
+        name: "svc.test".into(),
+        https: vec![HttpsRecord::Service(HttpsService {
+            priority: 1,
+            port: Some(1),
+            extra: vec![(3, vec![0, 2])],
+            ..HttpsService::default()
+        })],
+        ..DnsRecord::default()
+    };
+    assert!(DnsServer::start(vec![twice]).await.is_err());
 }
