@@ -34,8 +34,12 @@
 //! - [`nat64`]: IPv4 addresses as IPv6 ones on IPv6-only networks
 //!   ([`Nat64Prefix`](nat64::Nat64Prefix), [`Nat64`](nat64::Nat64)):
 //!   synthesis, de-synthesis and discovery through `ipv4only.arpa`.
-//! - `race`: from a list of addresses to one committed connection (Happy
-//!   Eyeballs); it takes an address check rather than the policy itself.
+//! - `network`: the local network: an identity (its address prefixes and
+//!   default routes) and which families it can reach.
+//! - `race`: from the answers for a name to one committed connection
+//!   (Happy Eyeballs v3: services, sorting, staggering, ECH, NAT64, and a
+//!   history of each path); it takes an address check rather than the
+//!   policy itself.
 //! - `tls`: the rustls client configuration (system roots plus extra CAs).
 //! - `report`: the race log, one JSON line per event ([`LogSink`]).
 //! - `host_name`: the one spelling of a host ([`HostName`]) that all of
@@ -43,8 +47,9 @@
 //! - `error`: the one error type, with a [kind](ErrorKind).
 //!
 //! The modules depend on each other in one direction only: `host_name`,
-//! `range`, `error` and `nat64` depend on nothing; `policy`, `resolve`,
-//! `tls` and `report` on those; `race` on `resolve` and `report`; `connect`
+//! `range`, `error` and `network` depend on nothing; `nat64`, `policy`,
+//! `resolve`, `tls` and `report` on those; `race` on `resolve`, `nat64`,
+//! `network` and `report`; `connect`
 //! on all of them; `sessions` on `connect` (its streams); `settings` and
 //! `runtime` on top; `serve` over `runtime`.
 //!
@@ -76,7 +81,6 @@ mod error;
 mod host_name;
 mod limits;
 pub mod nat64;
-#[allow(dead_code)] // Until the race uses it; drop the allow then.
 mod network;
 pub mod policy;
 mod race;
