@@ -312,8 +312,7 @@ fn zone() -> Vec<DnsRecord> {
         name: name.into(),
         v6: v6.to_vec(),
         v4: v4.to_vec(),
-        aaaa_delay: Duration::ZERO,
-        a_delay: Duration::ZERO,
+        ..DnsRecord::default()
     };
     let wkp = Nat64Prefix::WELL_KNOWN;
     vec![

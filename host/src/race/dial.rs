@@ -35,6 +35,14 @@ pub trait Dialer: Send + Sync + 'static {
         stream: Self::Stream,
         ech: &EchOffer,
     ) -> impl Future<Output = io::Result<(Self::Stream, EchStatus)>> + Send;
+
+    /// Whether TLS can use the ECHConfigList `config` (it parses, and has
+    /// a configuration with a suite this TLS supports): `Err` says why
+    /// not, and the race then offers GREASE instead.
+    fn check_ech(&self, config: &[u8]) -> Result<(), String> {
+        let _ = config;
+        Ok(())
+    }
 }
 
 /// The operator's choice for Encrypted Client Hello (`[tls] ech`).

@@ -563,6 +563,17 @@ impl<D: Dialer> Race<D> {
                 self.log.push_at(now, EventKind::Resolve, None, None, Some(detail));
                 continue;
             }
+            if let Some(config) = &service.ech
+                && self.config.ech == EchMode::On
+                && let Err(why) = self.dialer.check_ech(config)
+            {
+                let detail = format!(
+                    "HTTPS: {} (priority {}): its ECH configuration is not used: {why}",
+                    service.target, service.priority
+                );
+                self.log.push_at(now, EventKind::Resolve, None, None, Some(detail));
+                service.ech = None;
+            }
             service.hints.retain(|ip| self.allowed(*ip, port, now));
             if let Some(addresses) = service.addresses.take() {
                 service.addresses = Some(

@@ -227,6 +227,13 @@ impl Dialer for Script {
         };
         Ok((stream, status))
     }
+
+    fn check_ech(&self, config: &[u8]) -> Result<(), String> {
+        match config.strip_prefix(b"bad") {
+            Some(_) => Err("no configuration with a supported version".into()),
+            None => Ok(()),
+        }
+    }
 }
 
 fn v6(n: u8) -> SocketAddr {

@@ -275,3 +275,23 @@ async fn a_second_rejection_fails_the_attempt_rather_than_loop() {
     assert!(r.next(deadline(2000)).await.is_err());
     assert_eq!(script.shared.ech_offers.lock().unwrap().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ech_config_that_tls_cannot_use_is_dropped_for_grease_and_logged() {
+    let script = Script::new(&[(v6(1), ok(1, 1))]);
+    let broken = Service {
+        ech: Some(Arc::from(&b"bad config"[..])),
+        ..service(1, None, &[], None)
+    };
+    let lookups = with_https(lookups(&[v6(1)], Some(0), &[], Some(0)), answer(vec![broken]), 0);
+    let mut r = race(ech_config(), CommitStage::Tls, &script, lookups, &memory());
+    assert_eq!(r.next(deadline(2000)).await.unwrap().peer, v6(1));
+    assert_eq!(*script.shared.ech_offers.lock().unwrap(), [(v6(1), EchOffer::Grease)]);
+    assert!(
+        resolve_details(&r)
+            .iter()
+            .any(|d| d.contains("ECH configuration is not used: no configuration with a supported version")),
+        "{:?}",
+        resolve_details(&r)
+    );
+}
