@@ -1,5 +1,5 @@
-//! The resolver against the testbed's DNS server on loopback: the order of
-//! the queries, and SVCB resolution through real messages.
+//! The resolver against the testbed's DNS server on loopback: the three
+//! queries, and SVCB resolution through real messages.
 //!
 //! Only `127.0.0.1` is contacted. The clock is real (hickory's timeouts
 //! would fire at once on a paused one); every wait is under [`PROMPT`], a
@@ -56,12 +56,11 @@ async fn lookups(
 }
 
 #[tokio::test]
-async fn https_leaves_before_aaaa_before_a() {
+async fn https_aaaa_and_a_are_all_asked_of_a_fresh_resolver() {
     let mut record = name("wsgate.test", vec![HttpsRecord::Service(service(1, "."))]);
     record.v6 = vec!["2001:db8::1".parse().unwrap()];
     record.v4 = vec!["192.0.2.1".parse().unwrap()];
-    // The answers come back in the other order: what is checked is the
-    // order of sending, not of answering.
+    // The answers come back in the other order from the one asked.
     record.https_delay = Duration::from_millis(40);
     record.aaaa_delay = Duration::from_millis(20);
     let dns = DnsServer::start(vec![record]).await.unwrap();
@@ -74,16 +73,14 @@ async fn https_leaves_before_aaaa_before_a() {
         assert_eq!(https.services[0].addresses, None);
         assert_eq!(v6.unwrap(), ["2001:db8::1".parse::<Ipv6Addr>().unwrap()]);
         assert_eq!(v4.unwrap(), ["192.0.2.1".parse::<Ipv4Addr>().unwrap()]);
+        // All three were asked. The order they were started in is
+        // `in_order`'s (tested with scripted lookups below); the order
+        // they reach the wire is hickory's, which a busy machine can
+        // change (each query binds a socket of its own).
         let queries = dns.queries();
-        assert_eq!(
-            queries[round * 3..],
-            [
-                ("wsgate.test".to_owned(), "HTTPS"),
-                ("wsgate.test".to_owned(), "AAAA"),
-                ("wsgate.test".to_owned(), "A"),
-            ],
-            "round {round}: {queries:?}"
-        );
+        let mut asked: Vec<&str> = queries[round * 3..].iter().map(|q| q.1).collect();
+        asked.sort_unstable();
+        assert_eq!(asked, ["A", "AAAA", "HTTPS"], "round {round}: {queries:?}");
     }
 }
 
