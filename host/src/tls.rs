@@ -330,6 +330,9 @@ pub(crate) fn pem_problem(e: &rustls::pki_types::pem::Error) -> &'static str {
 }
 
 #[cfg(test)]
+mod ech_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
