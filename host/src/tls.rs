@@ -4,18 +4,44 @@
 //! names with `--ca-cert`. The server name sent (SNI) and verified is the
 //! host the plugin asked for; ALPN offers `http/1.1` unless the plugin asks
 //! for other protocols.
+//!
+//! Encrypted Client Hello (RFC 9849) comes per handshake, as the race's
+//! [`EchOffer`] says: none, GREASE, or a configuration list from the
+//! target's HTTPS record (RFC 9848) or from a server's retry
+//! configurations. TLS itself uses ring; HPKE, which ECH needs and ring
+//! lacks, comes from aws-lc-rs.
 
 use crate::error::Error;
 use crate::host_name::HostName;
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use rustls::{ClientConfig, RootCertStore};
+use crate::race::EchOffer;
+use rustls::client::{EchConfig, EchGreaseConfig};
+use rustls::crypto::CryptoProvider;
+use rustls::crypto::aws_lc_rs::hpke;
+use rustls::crypto::hpke::Hpke;
+use rustls::pki_types::{CertificateDer, EchConfigListBytes, ServerName, pem::PemObject};
+use rustls::{ClientConfig, EncryptedClientHelloError, RootCertStore};
+use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use tokio_rustls::TlsConnector;
 
 /// The ALPN protocol offered when the plugin names none: the WebSocket
 /// upgrade of RFC 6455 is an HTTP/1.1 exchange.
 pub const DEFAULT_ALPN: &str = "http/1.1";
+
+/// The HPKE suites an ECH configuration may use.
+static HPKE_SUITES: &[&dyn Hpke] = hpke::ALL_SUPPORTED_SUITES;
+
+/// The suite GREASE ECH pretends to use: the most common one (X25519,
+/// HKDF-SHA256, AES-128-GCM), so that GREASE looks like real ECH.
+static GREASE_SUITE: &dyn Hpke = hpke::DH_KEM_X25519_HKDF_SHA256_AES_128;
+
+/// How many ECH configuration lists keep their client configuration. A
+/// connect to a host with an HTTPS record builds one per list; a gateway
+/// talks to few such hosts at once, and a miss costs one build.
+const ECH_CACHE_SIZE: usize = 32;
 
 /// Where the host's trust in servers comes from.
 #[derive(Debug, Clone)]
@@ -35,10 +61,130 @@ impl Default for TrustRoots {
     }
 }
 
+/// What the operator allows of Encrypted Client Hello (the `[tls] ech`
+/// setting: `off`, `grease` or `on`).
+///
+/// ECH handshakes are TLS 1.3 only (rustls offers no TLS 1.2 beside ECH):
+/// with `grease` or `on`, a server that speaks only TLS 1.2 fails the
+/// handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EchMode {
+    /// Never: no ECH extension, whatever DNS says.
+    Off,
+    /// GREASE only (RFC 9849 §6.2): every handshake carries a fake ECH
+    /// extension, so that real ECH does not stand out; never real ECH,
+    /// even when the HTTPS record has a configuration.
+    Grease,
+    /// Real ECH when the target's HTTPS record has a configuration,
+    /// GREASE otherwise.
+    On,
+}
+
+impl EchMode {
+    /// The mode's name, as the setting spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EchMode::Off => "off",
+            EchMode::Grease => "grease",
+            EchMode::On => "on",
+        }
+    }
+}
+
+impl fmt::Display for EchMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EchMode {
+    type Err = ParseEchModeError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "off" => Ok(EchMode::Off),
+            "grease" => Ok(EchMode::Grease),
+            "on" => Ok(EchMode::On),
+            _ => Err(ParseEchModeError(text.to_owned())),
+        }
+    }
+}
+
+/// A word that names no [`EchMode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseEchModeError(pub String);
+
+impl fmt::Display for ParseEchModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` is not an ECH mode (off, grease or on)", self.0)
+    }
+}
+
+impl std::error::Error for ParseEchModeError {}
+
+/// Why an ECHConfigList cannot be used. The connect goes on without it,
+/// as a client that has no configuration does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EchConfigError {
+    /// The bytes are no ECHConfigList.
+    Malformed,
+    /// No configuration in the list has a version, HPKE suite and
+    /// extensions this client supports.
+    Unsupported,
+    /// rustls would not build a client with it.
+    Setup(rustls::Error),
+}
+
+impl fmt::Display for EchConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EchConfigError::Malformed => f.write_str("the ECH configuration list does not parse"),
+            EchConfigError::Unsupported => {
+                f.write_str("no ECH configuration in the list has a supported version and HPKE suite")
+            }
+            EchConfigError::Setup(e) => write!(f, "cannot set up ECH: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EchConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EchConfigError::Setup(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<rustls::Error> for EchConfigError {
+    fn from(e: rustls::Error) -> Self {
+        match e {
+            rustls::Error::InvalidEncryptedClientHello(EncryptedClientHelloError::InvalidConfigList) => {
+                EchConfigError::Malformed
+            }
+            rustls::Error::InvalidEncryptedClientHello(EncryptedClientHelloError::NoCompatibleConfig) => {
+                EchConfigError::Unsupported
+            }
+            e => EchConfigError::Setup(e),
+        }
+    }
+}
+
+/// Client configurations by ECHConfigList, and why the lists that failed
+/// did: a bad list in DNS is asked about at every connect.
+type EchCache = HashMap<Arc<[u8]>, Result<Arc<ClientConfig>, EchConfigError>>;
+
 /// The host's TLS client, built once at start.
 #[derive(Debug, Clone)]
 pub struct TlsClient {
+    /// TLS 1.2 and 1.3, no ECH.
     base: Arc<ClientConfig>,
+    /// TLS 1.3 with GREASE ECH.
+    grease: Arc<ClientConfig>,
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+    /// Client configurations by ECHConfigList, and the lists that failed.
+    ech: Arc<Mutex<EchCache>>,
 }
 
 impl TlsClient {
@@ -55,24 +201,70 @@ impl TlsClient {
         for path in &roots.ca_files {
             add_ca_file(&mut store, path)?;
         }
+        let roots = Arc::new(store);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
+        let setup = |e: rustls::Error| Error::config("TLS setup failed").with_source(e);
+        let base = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::config("TLS setup failed").with_source(e))?
-            .with_root_certificates(store)
+            .map_err(setup)?
+            .with_root_certificates(roots.clone())
             .with_no_client_auth();
-        Ok(TlsClient { base: Arc::new(config) })
+        // One placeholder key for every GREASE handshake: what goes on the
+        // wire is a fresh encapsulation of it each time, and a random
+        // configuration id.
+        let (placeholder, _) = GREASE_SUITE.generate_key_pair().map_err(setup)?;
+        let grease = ech_config(
+            &provider,
+            &roots,
+            EchGreaseConfig::new(GREASE_SUITE, placeholder).into(),
+        )
+        .map_err(setup)?;
+        Ok(TlsClient {
+            base: Arc::new(base),
+            grease,
+            roots,
+            provider,
+            ech: Arc::default(),
+        })
     }
 
-    /// A connector offering `alpn` (the default when empty).
+    /// A connector offering `alpn` (the default when empty), without ECH.
     pub fn connector(&self, alpn: &[String]) -> TlsConnector {
-        let mut config = (*self.base).clone();
-        config.alpn_protocols = if alpn.is_empty() {
-            vec![DEFAULT_ALPN.as_bytes().to_vec()]
-        } else {
-            alpn.iter().map(|p| p.as_bytes().to_vec()).collect()
+        with_alpn(&self.base, alpn)
+    }
+
+    /// A connector offering `alpn` (the default when empty) and what `ech`
+    /// asks for Encrypted Client Hello. A configuration list that cannot
+    /// be used is an error saying why; the caller goes on without it.
+    pub fn connector_for(&self, alpn: &[String], ech: &EchOffer) -> Result<TlsConnector, EchConfigError> {
+        let config = match ech {
+            EchOffer::Off => return Ok(self.connector(alpn)),
+            EchOffer::Grease => self.grease.clone(),
+            EchOffer::Config(list) => self.ech_config(list)?,
         };
-        TlsConnector::from(Arc::new(config))
+        Ok(with_alpn(&config, alpn))
+    }
+
+    /// The client configuration for one ECHConfigList, from the cache when
+    /// it has been built before.
+    fn ech_config(&self, list: &Arc<[u8]>) -> Result<Arc<ClientConfig>, EchConfigError> {
+        // A poisoned lock only means another connect panicked while
+        // holding it; the map is still whole.
+        let mut cache = self.ech.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = cache.get(list) {
+            return found.clone();
+        }
+        let built = EchConfig::new(EchConfigListBytes::from(&list[..]), HPKE_SUITES)
+            .and_then(|config| ech_config(&self.provider, &self.roots, config.into()))
+            .map_err(EchConfigError::from);
+        if cache.len() >= ECH_CACHE_SIZE {
+            // Any entry will do: what goes is built again when next asked.
+            if let Some(old) = cache.keys().next().cloned() {
+                cache.remove(&old);
+            }
+        }
+        cache.insert(list.clone(), built.clone());
+        built
     }
 
     /// The server name to send and verify for `host`: a DNS name, or an IP
@@ -80,6 +272,30 @@ impl TlsClient {
     pub fn server_name(host: &HostName) -> Result<ServerName<'static>, String> {
         ServerName::try_from(host.as_str().to_owned()).map_err(|_| format!("`{host}` is not a valid TLS server name"))
     }
+}
+
+/// A TLS 1.3 client configuration with `mode`, trusting `roots`.
+fn ech_config(
+    provider: &Arc<CryptoProvider>,
+    roots: &Arc<RootCertStore>,
+    mode: rustls::client::EchMode,
+) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_ech(mode)?
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A connector for `config` offering `alpn` (the default when empty).
+fn with_alpn(config: &ClientConfig, alpn: &[String]) -> TlsConnector {
+    let mut config = config.clone();
+    config.alpn_protocols = if alpn.is_empty() {
+        vec![DEFAULT_ALPN.as_bytes().to_vec()]
+    } else {
+        alpn.iter().map(|p| p.as_bytes().to_vec()).collect()
+    };
+    TlsConnector::from(Arc::new(config))
 }
 
 fn add_ca_file(store: &mut RootCertStore, path: &Path) -> Result<(), Error> {
@@ -112,6 +328,9 @@ pub(crate) fn pem_problem(e: &rustls::pki_types::pem::Error) -> &'static str {
         _ => "unreadable",
     }
 }
+
+#[cfg(test)]
+mod ech_tests;
 
 #[cfg(test)]
 mod tests {

@@ -145,7 +145,7 @@ async fn open(
         Some(tls) => {
             check_alpn(&tls.alpn)?;
             let name = TlsClient::server_name(&host).map_err(ConnectError::Invalid)?;
-            Some((config.inner.tls.connector(&tls.alpn), name))
+            Some((config.inner.tls.clone(), tls.alpn.clone(), name))
         }
     };
     // The operator's stage, by default after TLS for TLS targets (a path

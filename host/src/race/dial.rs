@@ -6,6 +6,8 @@
 //! timing rules with tokio's paused clock.
 
 use super::Transport;
+use crate::tls::{EchConfigError, TlsClient};
+use rustls::PeerIncompatible;
 use rustls::pki_types::ServerName;
 use std::fmt;
 use std::future::Future;
@@ -141,14 +143,52 @@ impl std::error::Error for EchRetry {}
 /// Real sockets: tokio TCP and rustls.
 #[derive(Clone)]
 pub struct NetDialer {
-    tls: Option<(TlsConnector, ServerName<'static>)>,
+    tls: Option<Arc<NetTls>>,
+}
+
+/// What a TLS target's handshakes need.
+struct NetTls {
+    client: TlsClient,
+    alpn: Vec<String>,
+    name: ServerName<'static>,
+    /// The connector without ECH, built once: most handshakes use it.
+    plain: TlsConnector,
 }
 
 impl NetDialer {
-    /// A dialer for a target, with the TLS connector and the name to
-    /// verify when the target speaks TLS.
-    pub fn new(tls: Option<(TlsConnector, ServerName<'static>)>) -> Self {
-        NetDialer { tls }
+    /// A dialer for a target, with the TLS client, the ALPN protocols to
+    /// offer and the name to verify when the target speaks TLS.
+    pub fn new(tls: Option<(TlsClient, Vec<String>, ServerName<'static>)>) -> Self {
+        NetDialer {
+            tls: tls.map(|(client, alpn, name)| {
+                let plain = client.connector(&alpn);
+                Arc::new(NetTls {
+                    client,
+                    alpn,
+                    name,
+                    plain,
+                })
+            }),
+        }
+    }
+}
+
+impl NetTls {
+    /// The connector for `ech`. A configuration list that cannot be used
+    /// counts as none: the handshake sends GREASE, as a client without a
+    /// configuration does (RFC 9849 §6.2), and reports that status.
+    fn connector(&self, ech: &EchOffer) -> TlsConnector {
+        match ech {
+            EchOffer::Off => self.plain.clone(),
+            offer => self
+                .client
+                .connector_for(&self.alpn, offer)
+                .unwrap_or_else(|_: EchConfigError| {
+                    self.client
+                        .connector_for(&self.alpn, &EchOffer::Grease)
+                        .unwrap_or_else(|_| self.plain.clone())
+                }),
+        }
     }
 }
 
@@ -163,15 +203,50 @@ impl Dialer for NetDialer {
         Ok(Transport::Tcp(tcp))
     }
 
-    async fn tls(&self, _addr: SocketAddr, stream: Transport, _ech: &EchOffer) -> io::Result<(Transport, EchStatus)> {
+    async fn tls(&self, _addr: SocketAddr, stream: Transport, ech: &EchOffer) -> io::Result<(Transport, EchStatus)> {
         match (stream, &self.tls) {
-            (Transport::Tcp(tcp), Some((connector, name))) => {
+            (Transport::Tcp(tcp), Some(tls)) => {
                 // The race marks the error as a TLS failure.
-                let tls = connector.connect(name.clone(), tcp).await?;
-                Ok((Transport::Tls(Box::new(tls)), EchStatus::NotOffered))
+                let stream = tls
+                    .connector(ech)
+                    .connect(tls.name.clone(), tcp)
+                    .await
+                    .map_err(with_retry_configs)?;
+                let status = match stream.get_ref().1.ech_status() {
+                    rustls::client::EchStatus::NotOffered => EchStatus::NotOffered,
+                    rustls::client::EchStatus::Grease => EchStatus::Grease,
+                    rustls::client::EchStatus::Accepted => EchStatus::Accepted,
+                    // rustls fails a handshake whose ECH was rejected, so
+                    // these do not come back; were one to, the server was
+                    // only authenticated for the configuration's public
+                    // name, and the stream must not be used.
+                    rustls::client::EchStatus::Offered | rustls::client::EchStatus::Rejected => {
+                        return Err(io::Error::other("the handshake ended with ECH unconfirmed"));
+                    }
+                };
+                Ok((Transport::Tls(Box::new(stream)), status))
             }
             (stream, None) => Ok((stream, EchStatus::NotOffered)),
             (Transport::Tls(_), Some(_)) => Err(io::Error::other("TLS twice on one attempt")),
         }
     }
+}
+
+/// A handshake error whose server rejected ECH and sent retry
+/// configurations becomes an [`EchRetry`] with them, as an ECHConfigList;
+/// any other error, a rejection without configurations among them, stays
+/// as it is.
+fn with_retry_configs(e: io::Error) -> io::Error {
+    use rustls::internal::msgs::codec::Codec;
+    // tokio-rustls passes rustls' error on as the io::Error's payload.
+    let retry = match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::PeerIncompatible(PeerIncompatible::ServerRejectedEncryptedClientHello(Some(configs))))
+            if !configs.is_empty() =>
+        {
+            // The list's encoding: a two-byte length, then the configs.
+            configs.get_encoding()
+        }
+        _ => return e,
+    };
+    io::Error::other(EchRetry(retry.into()))
 }

@@ -84,7 +84,7 @@ async fn a_thousand_cancelled_losers_leave_no_descriptor() {
             first_flight: None,
             commit: CommitStage::Tls,
         };
-        let dialer = NetDialer::new(Some((tls.connector(&[]), TlsClient::server_name(&host).unwrap())));
+        let dialer = NetDialer::new(Some((tls.clone(), Vec::new(), TlsClient::server_name(&host).unwrap())));
         Race::new(
             config,
             target,
