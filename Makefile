@@ -16,7 +16,7 @@ PLUGINS     := echo-client bench-client autobahn-client throughput-client hostil
 
 export WSGATE_PLUGIN_DIR := $(PLUGIN_DIR)
 
-.PHONY: run test bench plugins build wasm-target clean conformance conformance-full py-websockets
+.PHONY: run test bench plugins build wasm-target clean conformance conformance-full py-websockets ech-server
 
 ## run: build the host, the testbed and the plugins, and run the demo
 run: build plugins
@@ -24,8 +24,9 @@ run: build plugins
 
 ## test: unit tests (host, guest SDK, testbed), end-to-end tests, then the
 ## Autobahn conformance run through the wsgate binary the tests built
-test: plugins py-websockets
-	$(CARGO) test --workspace --exclude $(firstword $(PLUGINS)) $(addprefix --exclude ,$(wordlist 2,99,$(PLUGINS)))
+test: plugins py-websockets ech-server
+	WSGATE_ECH_SERVER=$(TARGET_DIR)/debug/wsgate-ech-server \
+		$(CARGO) test --workspace --exclude $(firstword $(PLUGINS)) $(addprefix --exclude ,$(wordlist 2,99,$(PLUGINS)))
 	$(MAKE) conformance WSGATE=$(TARGET_DIR)/debug/wsgate
 
 ## conformance: the Autobahn|Testsuite client cases 1.* to 10.* against the
@@ -78,6 +79,16 @@ py-websockets:
 		python3 -m pip install --quiet --disable-pip-version-check --target build/py '$(PY_WEBSOCKETS)' 2>/dev/null \
 		|| echo "no Python websockets: the serve test that uses it is skipped"; \
 	fi
+
+## ech-server: the BoringSSL server that accepts Encrypted Client Hello,
+## for the ECH tests. BoringSSL builds with cmake and bindgen (libclang):
+## Debian's packages are installed when missing.
+ech-server:
+	@if ! command -v cmake >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/include/stddef.h >/dev/null 2>&1; then \
+		echo "installing cmake and libclang-dev (Debian) for BoringSSL"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends cmake libclang-dev >/dev/null; \
+	fi
+	$(CARGO) build -p wsgate-ech-server
 
 ## plugins: the example plugins, as wasm32-wasip2 components
 plugins: wasm-target

@@ -23,7 +23,6 @@ use rustls::{ClientConfig, EncryptedClientHelloError, RootCertStore};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use tokio_rustls::TlsConnector;
 
@@ -60,67 +59,6 @@ impl Default for TrustRoots {
         }
     }
 }
-
-/// What the operator allows of Encrypted Client Hello (the `[tls] ech`
-/// setting: `off`, `grease` or `on`).
-///
-/// ECH handshakes are TLS 1.3 only (rustls offers no TLS 1.2 beside ECH):
-/// with `grease` or `on`, a server that speaks only TLS 1.2 fails the
-/// handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EchMode {
-    /// Never: no ECH extension, whatever DNS says.
-    Off,
-    /// GREASE only (RFC 9849 §6.2): every handshake carries a fake ECH
-    /// extension, so that real ECH does not stand out; never real ECH,
-    /// even when the HTTPS record has a configuration.
-    Grease,
-    /// Real ECH when the target's HTTPS record has a configuration,
-    /// GREASE otherwise.
-    On,
-}
-
-impl EchMode {
-    /// The mode's name, as the setting spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EchMode::Off => "off",
-            EchMode::Grease => "grease",
-            EchMode::On => "on",
-        }
-    }
-}
-
-impl fmt::Display for EchMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EchMode {
-    type Err = ParseEchModeError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "off" => Ok(EchMode::Off),
-            "grease" => Ok(EchMode::Grease),
-            "on" => Ok(EchMode::On),
-            _ => Err(ParseEchModeError(text.to_owned())),
-        }
-    }
-}
-
-/// A word that names no [`EchMode`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseEchModeError(pub String);
-
-impl fmt::Display for ParseEchModeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` is not an ECH mode (off, grease or on)", self.0)
-    }
-}
-
-impl std::error::Error for ParseEchModeError {}
 
 /// Why an ECHConfigList cannot be used. The connect goes on without it,
 /// as a client that has no configuration does.

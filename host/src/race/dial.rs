@@ -48,6 +48,10 @@ pub trait Dialer: Send + Sync + 'static {
 }
 
 /// The operator's choice for Encrypted Client Hello (`[tls] ech`).
+///
+/// ECH handshakes are TLS 1.3 only (rustls offers no TLS 1.2 beside ECH,
+/// GREASE included): with `grease` or `on`, a server that speaks only TLS
+/// 1.2 fails the handshake; `off` keeps TLS 1.2.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EchMode {
     /// Never: no ECH extension on any handshake.
@@ -228,6 +232,17 @@ impl Dialer for NetDialer {
             }
             (stream, None) => Ok((stream, EchStatus::NotOffered)),
             (Transport::Tls(_), Some(_)) => Err(io::Error::other("TLS twice on one attempt")),
+        }
+    }
+
+    fn check_ech(&self, config: &[u8]) -> Result<(), String> {
+        match &self.tls {
+            Some(tls) => tls
+                .client
+                .connector_for(&tls.alpn, &EchOffer::Config(Arc::from(config)))
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
         }
     }
 }

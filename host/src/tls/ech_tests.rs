@@ -238,14 +238,6 @@ fn client() -> TlsClient {
 }
 
 #[test]
-fn ech_modes_parse_and_print() {
-    for mode in [EchMode::Off, EchMode::Grease, EchMode::On] {
-        assert_eq!(mode.to_string().parse::<EchMode>(), Ok(mode));
-    }
-    assert_eq!("On".parse::<EchMode>(), Err(ParseEchModeError("On".into())));
-}
-
-#[test]
 fn unusable_config_lists_are_typed_errors() {
     let client = client();
     let offer = |bytes: &[u8]| EchOffer::Config(bytes.into());
