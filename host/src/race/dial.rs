@@ -40,7 +40,7 @@ pub trait Dialer: Send + Sync + 'static {
 
     /// Whether TLS can use the ECHConfigList `config` (it parses, and has
     /// a configuration with a suite this TLS supports): `Err` says why
-    /// not, and the race then offers GREASE instead.
+    /// not, and the race then offers no ECH.
     fn check_ech(&self, config: &[u8]) -> Result<(), String> {
         let _ = config;
         Ok(())
@@ -49,17 +49,19 @@ pub trait Dialer: Send + Sync + 'static {
 
 /// The operator's choice for Encrypted Client Hello (`[tls] ech`).
 ///
-/// ECH handshakes are TLS 1.3 only (rustls offers no TLS 1.2 beside ECH,
-/// GREASE included): with `grease` or `on`, a server that speaks only TLS
-/// 1.2 fails the handshake; `off` keeps TLS 1.2.
+/// An ECH handshake is TLS 1.3 only (RFC 9849; rustls offers no TLS 1.2
+/// beside it, GREASE included), which is why `on` leaves the handshakes
+/// without a configuration alone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EchMode {
     /// Never: no ECH extension on any handshake.
     Off,
-    /// GREASE only (RFC 9849 §6.2), never real ECH.
+    /// GREASE on every handshake (RFC 9849 §6.2), never real ECH: ECH's
+    /// users do not stand out, at the price of TLS 1.2 servers.
     Grease,
-    /// Real ECH where a service's HTTPS record carries a configuration,
-    /// GREASE elsewhere; TLS waits for the HTTPS answer (draft §6.3).
+    /// Real ECH where a service's HTTPS record carries a configuration
+    /// (TLS waits for the HTTPS answer: draft §6.3); no extension
+    /// elsewhere, so that a TLS 1.2 server is still reached.
     #[default]
     On,
 }

@@ -364,9 +364,12 @@ impl<D: Dialer> Race<D> {
             EchMode::Off => Some(EchOffer::Off),
             EchMode::Grease => Some(EchOffer::Grease),
             EchMode::On if !self.candidates.has_services() => None,
+            // No extension where there is no configuration: ECH, GREASE
+            // included, makes a handshake TLS 1.3 only, and a TLS 1.2
+            // server must still be reached.
             EchMode::On => Some(match self.candidates.endpoint(addr).and_then(|e| e.ech) {
                 Some(config) => EchOffer::Config(config),
-                None => EchOffer::Grease,
+                None => EchOffer::Off,
             }),
         }
     }
@@ -702,7 +705,7 @@ impl<D: Dialer> Race<D> {
                     {
                         self.on_services(answer);
                     }
-                    self.ech_offer(addr).unwrap_or(EchOffer::Grease)
+                    self.ech_offer(addr).unwrap_or(EchOffer::Off)
                 }
             };
             let dial = self.dialled.get(&addr).copied().unwrap_or(addr);

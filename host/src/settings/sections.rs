@@ -194,8 +194,9 @@ section! {
         pub no_system_roots: Option<bool>,
 
         /// Encrypted Client Hello: `on` uses a service's ECH configuration
-        /// from its HTTPS record (and sends GREASE where there is none),
-        /// `grease` only sends GREASE, `off` sends nothing [default: on].
+        /// from its HTTPS record (and nothing where there is none), `grease`
+        /// sends GREASE on every handshake and never real ECH (TLS 1.3
+        /// only), `off` sends nothing [default: on].
         #[arg(long, value_name = "MODE")]
         #[serde(deserialize_with = "de::text")]
         pub ech: Option<EchMode>,

@@ -219,14 +219,15 @@ async fn without_ech_on_tls_does_not_wait_and_sends_grease_or_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_service_without_an_ech_config_gets_grease() {
+async fn a_service_without_an_ech_config_gets_no_ech_extension() {
     let script = Script::new(&[(v6(1), ok(1, 1))]);
     let https = answer(vec![service(1, None, &[], None)]);
     let lookups = with_https(lookups(&[v6(1)], Some(0), &[], Some(0)), https, 0);
     let mut r = race(ech_config(), CommitStage::Tls, &script, lookups, &memory());
     assert_eq!(r.next(deadline(2000)).await.unwrap().peer, v6(1));
     let commit = r.log().events().iter().find(|e| e.event == EventKind::Commit).unwrap();
-    assert_eq!(commit.ech, Some("grease"));
+    assert_eq!(commit.ech, Some("not offered"));
+    assert_eq!(*script.shared.ech_offers.lock().unwrap(), [(v6(1), EchOffer::Off)]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -277,7 +278,7 @@ async fn a_second_rejection_fails_the_attempt_rather_than_loop() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_ech_config_that_tls_cannot_use_is_dropped_for_grease_and_logged() {
+async fn an_ech_config_that_tls_cannot_use_is_dropped_and_logged() {
     let script = Script::new(&[(v6(1), ok(1, 1))]);
     let broken = Service {
         ech: Some(Arc::from(&b"bad config"[..])),
@@ -286,7 +287,7 @@ async fn an_ech_config_that_tls_cannot_use_is_dropped_for_grease_and_logged() {
     let lookups = with_https(lookups(&[v6(1)], Some(0), &[], Some(0)), answer(vec![broken]), 0);
     let mut r = race(ech_config(), CommitStage::Tls, &script, lookups, &memory());
     assert_eq!(r.next(deadline(2000)).await.unwrap().peer, v6(1));
-    assert_eq!(*script.shared.ech_offers.lock().unwrap(), [(v6(1), EchOffer::Grease)]);
+    assert_eq!(*script.shared.ech_offers.lock().unwrap(), [(v6(1), EchOffer::Off)]);
     assert!(
         resolve_details(&r)
             .iter()
