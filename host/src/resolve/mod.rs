@@ -260,15 +260,8 @@ impl Resolver {
     /// NAT64 discovery (`ipv4only.arpa`). No records is an empty answer.
     pub async fn aaaa(&self, name: &str) -> Result<Vec<Ipv6Addr>, ResolveError> {
         let dns = self.dns.get_or_try_init(|| async { self.build_dns() }).await?;
-        match dns.ipv6_lookup(name).await {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match r.data.ip_addr() {
-                    Some(IpAddr::V6(a)) => Some(a),
-                    _ => None,
-                })
-                .collect()),
+        match v6_answers(dns, name.to_owned()).await {
+            Ok(answers) => Ok(answers),
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
             Err(e) => Err(ResolveError(e.to_string())),
         }
