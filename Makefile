@@ -53,7 +53,8 @@ conformance conformance-full: plugins
 ## per-family failures, then a plugin's echo throughput against native
 ## tokio-tungstenite, then `wsgate serve` (sessions per second, instantiation,
 ## RSS per idle session, ws-proxy against nginx, which bench/nginx.sh
-## installs from Debian's packages when missing) (BENCHMARKS.md).
+## installs from Debian's packages when missing), then the race's history
+## on a host whose IPv6 is slow (root: network namespaces) (BENCHMARKS.md).
 ## Extra flags: make bench BENCH_ARGS='--runs 50' SERVE_BENCH_ARGS='--rounds 9'
 BENCH_ARGS  ?=
 SERVE_BENCH_ARGS ?=
@@ -70,6 +71,7 @@ bench: build plugins
 		--echo-plugin $(PLUGIN_DIR)/echo_server.wasm \
 		--proxy-plugin $(PLUGIN_DIR)/ws_proxy.wasm \
 		--nginx "$$(bash bench/nginx.sh || echo nginx)" $(SERVE_BENCH_ARGS)
+	$(CARGO) run --release -p wsgate-bench --bin wsgate-slow-ipv6 -- --wsgate $(TARGET_DIR)/release/wsgate --plugin $(PLUGIN_DIR)/echo-client.wasm --json $(TARGET_DIR)/slow-ipv6.json
 
 ## py-websockets: Python's websockets under build/py, for the serve test
 ## that uses it as a client (skipped, saying so, when it cannot be installed)
