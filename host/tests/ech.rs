@@ -111,12 +111,7 @@ fn run(server: &EchServer, dns: &DnsHandle, flags: &[&str]) -> (Run, Vec<Value>)
         "hello".into(),
     ]);
     let run = wsgate(args);
-    let events = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (run, events)
+    (run, race_log(&log))
 }
 
 fn commit(events: &[Value]) -> &Value {

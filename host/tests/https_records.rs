@@ -50,12 +50,7 @@ fn run(tb: &TestbedHandle, dns: &DnsHandle, url: &str) -> (Run, Vec<Value>) {
     ]
     .concat();
     let run = wsgate(args);
-    let events = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (run, events)
+    (run, race_log(&log))
 }
 
 fn of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {

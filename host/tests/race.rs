@@ -41,12 +41,7 @@ fn run(tb: &TestbedHandle, flags: &[&str], plugin_args: &[&str]) -> (Run, Vec<Va
     plugin_args.insert(at, url);
     args.extend(plugin_args);
     let run = wsgate(args);
-    let events = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (run, events)
+    (run, race_log(&log))
 }
 
 /// A DNS server on loopback answering `wsgate.test` with both loopbacks,
@@ -284,11 +279,7 @@ fn dns_resolution_delay_starts_on_a_then_late_aaaa_joins() {
     .concat();
     let run = wsgate(args);
     run.assert_one_line_failure("timed out");
-    let events: Vec<Value> = std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = race_log(&log);
     let one = connect(&events, 1);
     // The address answers, A then AAAA (the HTTPS answer, empty, aside).
     let answers: Vec<f64> = events

@@ -45,19 +45,25 @@ async fn the_attempt_delay_follows_the_measured_round_trip() {
     // to the 2 s ceiling.
     let history = memory();
     history.record_success(&host(), 443, v6(1), 900 * MS);
-    let mut r = race(
-        RaceConfig::default(),
-        CommitStage::Tls,
-        &script,
-        lookups_again(),
-        &history,
-    );
+    let mut r = again(&script, &history);
     r.next(deadline(5000)).await.unwrap();
     assert_eq!(attempts_of(&r), [(0, Some(v6(1))), (2000, Some(v4(1)))]);
 }
 
 fn lookups_again() -> Lookups {
     lookups(&[v6(1)], Some(0), &[v4(1)], Some(0))
+}
+
+/// One more connect to `wsgate.test` (both families answering at once)
+/// with `history`.
+fn again(script: &Script, history: &History) -> Race<Script> {
+    race(
+        RaceConfig::default(),
+        CommitStage::Tls,
+        script,
+        lookups_again(),
+        history,
+    )
 }
 
 #[tokio::test(start_paused = true)]
@@ -74,13 +80,7 @@ async fn a_family_that_keeps_failing_goes_second_and_exploring_tries_it_again() 
     let script = Script::new(&[(v6(1), refused), (v4(1), ok(1, 1))]);
     let mut firsts = Vec::new();
     for _ in 0..8 {
-        let mut r = race(
-            RaceConfig::default(),
-            CommitStage::Tls,
-            &script,
-            lookups_again(),
-            &history,
-        );
+        let mut r = again(&script, &history);
         assert_eq!(r.next(deadline(1000)).await.unwrap().peer, v4(1));
         firsts.push(attempts_of(&r)[0].1.unwrap());
     }
@@ -102,24 +102,12 @@ async fn a_much_slower_family_goes_second_until_it_recovers() {
         ..ok(1, 1)
     };
     let script = Script::new(&[(v6(1), slow), (v4(1), ok(1, 1))]);
-    let mut r = race(
-        RaceConfig::default(),
-        CommitStage::Tls,
-        &script,
-        lookups_again(),
-        &history,
-    );
+    let mut r = again(&script, &history);
     assert_eq!(r.next(deadline(2000)).await.unwrap().peer, v4(1));
     assert_eq!(events(&r, EventKind::Commit), [(252, Some(v4(1)))]);
     // The IPv6 attempt lost before its TCP was up: at least 252 ms. The
     // second connect starts on IPv4 and commits at once.
-    let mut r = race(
-        RaceConfig::default(),
-        CommitStage::Tls,
-        &script,
-        lookups_again(),
-        &history,
-    );
+    let mut r = again(&script, &history);
     assert_eq!(r.next(deadline(2000)).await.unwrap().peer, v4(1));
     assert_eq!(attempts_of(&r), [(0, Some(v4(1)))]);
     assert_eq!(events(&r, EventKind::Commit), [(2, Some(v4(1)))]);
@@ -129,13 +117,7 @@ async fn a_much_slower_family_goes_second_until_it_recovers() {
     // leads again.
     let script = Script::new(&[(v6(1), ok(1, 1)), (v4(1), ok(1, 1))]);
     for _ in 0..2 {
-        let mut r = race(
-            RaceConfig::default(),
-            CommitStage::Tls,
-            &script,
-            lookups_again(),
-            &history,
-        );
+        let mut r = again(&script, &history);
         assert_eq!(r.next(deadline(2000)).await.unwrap().peer, v6(1));
     }
 }
@@ -150,33 +132,15 @@ async fn a_network_change_forgets_what_was_learned() {
     };
     let script = Script::new(&[(v6(1), refused), (v4(1), ok(1, 1))]);
     for _ in 0..2 {
-        let mut r = race(
-            RaceConfig::default(),
-            CommitStage::Tls,
-            &script,
-            lookups_again(),
-            &history,
-        );
+        let mut r = again(&script, &history);
         r.next(deadline(1000)).await.unwrap();
     }
-    let mut r = race(
-        RaceConfig::default(),
-        CommitStage::Tls,
-        &script,
-        lookups_again(),
-        &history,
-    );
+    let mut r = again(&script, &history);
     r.next(deadline(1000)).await.unwrap();
     assert_eq!(attempts_of(&r)[0].1, Some(v4(1)), "IPv6 is failing here");
     // Another network (a new address or default route): start afresh.
     assert!(history.observe_network(NetworkId(2)));
-    let mut r = race(
-        RaceConfig::default(),
-        CommitStage::Tls,
-        &script,
-        lookups_again(),
-        &history,
-    );
+    let mut r = again(&script, &history);
     r.next(deadline(1000)).await.unwrap();
     assert_eq!(attempts_of(&r)[0].1, Some(v6(1)));
 }
