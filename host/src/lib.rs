@@ -97,7 +97,7 @@ pub use connect::{ConnectConfig, ConnectConfigBuilder};
 pub use error::{Error, ErrorKind};
 pub use host_name::{HostName, HostNameError};
 pub use limits::Limits;
-pub use race::CommitStage;
+pub use race::{CommitStage, EchMode};
 pub use report::LogSink;
 pub use resolve::{Override, ParseOverrideError};
 pub use runtime::{Outcome, Plugin, RunOptions, Runtime};
