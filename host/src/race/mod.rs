@@ -1,19 +1,24 @@
 //! The Happy Eyeballs race: from a host name to one committed connection.
 //!
-//! RFC 8305, with the HEv3 draft where it improves on it:
+//! RFC 8305 and the Happy Eyeballs v3 draft (its sections are cited):
 //!
-//! - **Resolution** (§3): AAAA and A are asked in parallel. Attempts start
-//!   when AAAA answers, or when A has answered and the *Resolution Delay*
-//!   (50 ms) has passed; answers that come later join the race in
-//!   progress. One family failing to resolve does not fail the connect.
-//! - **Order** (§4): IPv6 first, then the families alternate ([`Candidates`]);
-//!   an address that won recently for this host and port goes first
-//!   ([`FamilyMemory`]).
-//! - **Stagger** (§5): a new attempt every *Connection Attempt Delay*
-//!   (250 ms), at once when one fails, at most a few in flight. When the
-//!   race commits after TLS, an attempt whose TCP handshake is done gets
-//!   up to one more delay for its TLS before the next attempt starts (HEv3
-//!   §6.1), never more, so a stalled TLS handshake cannot hold the race.
+//! - **Resolution** (§4): HTTPS, AAAA and A answers arrive each on its own
+//!   time. Attempts start once an address is known and the preferred
+//!   family's and the HTTPS answers are in, or the *Resolution Delay*
+//!   (50 ms) after the first address; answers that come later join the
+//!   race in progress. No failed lookup fails the connect by itself.
+//! - **Order** (§5, [`Candidates`]): one group per HTTPS service, in
+//!   priority order, on its port (hints standing in for answers not in
+//!   yet), the name's unclaimed addresses last; within a group RFC 6724's
+//!   destination rules, then round trip and use from the [`History`];
+//!   then the families interleave, a failing or much slower one second.
+//! - **Stagger** (§6): a new attempt every *Connection Attempt Delay*
+//!   (from the address's round trip where known, else 250 ms), at once
+//!   when one fails, at most a few in flight. When the race commits after
+//!   TLS, an attempt whose TCP handshake is done gets up to one more delay
+//!   for its TLS (§6.1), never more, so a stalled TLS handshake cannot
+//!   hold the race. TLS waits for the HTTPS answer when it may carry an
+//!   ECH configuration (§6.3).
 //! - **Commit**: the first attempt to reach the commit stage wins: TCP
 //!   established, TLS done, or (the `response` stage) first flight sent and
 //!   a complete response head back. Under `tcp` and `tls` no byte of the
@@ -23,18 +28,21 @@
 //!   cancelled (the task is aborted: TLS state and TCP socket dropped);
 //!   attempts that had reached the commit stage too are parked, idle and
 //!   unwritten, for a grace period, so that a fallback gets one at once.
+//! - **NAT64** (§8): DNS64 answers stand for the IPv4 address they embed;
+//!   without an IPv4 route, IPv4 addresses are dialled through the prefix.
 //!
 //! The I/O of each attempt goes through a [`Dialer`], so that the timing
 //! rules are tested with tokio's paused clock and a scripted dialer. Every
-//! resolved address goes through an [`AddressCheck`] before it is dialed:
-//! the race has no notion of the operator's policy, only of a check that
+//! address goes through an [`AddressCheck`] before it is dialled: the race
+//! has no notion of the operator's policy, only of a check that
 //! [`Race::new`] cannot be called without.
 //!
-//! The pieces: `machine` ([`Race`], the state machine), `attempt` (one
-//! attempt's task), `park` (attempts kept for a fallback), `order` (which
-//! address next, and the memory of winners), `family` (IPv6 or IPv4),
-//! `dial` and `transport` (the I/O seam and its streams), `error` (how
-//! attempts and connects fail).
+//! The pieces: `machine` ([`Race`], the state machine, and its `answers`,
+//! what it does with each answer), `attempt` (one attempt's task), `park`
+//! (attempts kept for a fallback), `order` (the endpoints and which one
+//! next), `history` (what was learned of each path), `family` (IPv6 or
+//! IPv4), `dial` and `transport` (the I/O seam and its streams), `error`
+//! (how attempts and connects fail).
 
 mod attempt;
 mod dial;
