@@ -90,6 +90,7 @@ pub(super) async fn attempt<D: Dialer>(
             }
             stage = AttemptStage::FirstFlight;
             let _ = progress.send(Progress::FirstFlight(addr, Instant::now(), flight.len()));
+            dialer.awaiting_reply(&stream);
         }
         match read_head(&mut stream, max_head).await {
             Ok((head, status)) => {

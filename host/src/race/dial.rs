@@ -38,6 +38,12 @@ pub trait Dialer: Send + Sync + 'static {
         ech: &EchOffer,
     ) -> impl Future<Output = io::Result<(Self::Stream, EchStatus)>> + Send;
 
+    /// The first flight is out on `stream` and its reply is awaited: the
+    /// moment to keep ACKs quick ([`Transport::quick_ack`]).
+    fn awaiting_reply(&self, stream: &Self::Stream) {
+        let _ = stream;
+    }
+
     /// Whether TLS can use the ECHConfigList `config` (it parses, and has
     /// a configuration with a suite this TLS supports): `Err` says why
     /// not, and the race then offers no ECH.
@@ -235,6 +241,10 @@ impl Dialer for NetDialer {
             (stream, None) => Ok((stream, EchStatus::NotOffered)),
             (Transport::Tls(_), Some(_)) => Err(io::Error::other("TLS twice on one attempt")),
         }
+    }
+
+    fn awaiting_reply(&self, stream: &Transport) {
+        stream.quick_ack();
     }
 
     fn check_ech(&self, config: &[u8]) -> Result<(), String> {

@@ -607,6 +607,7 @@ impl<D: Dialer> Race<D> {
                 return Err(ConnectError::AllAttemptsFailed(self.failures.clone()));
             }
             self.first_flights += 1;
+            self.dialer.awaiting_reply(&stream);
             self.log.push(
                 EventKind::FirstFlight,
                 Some(addr),

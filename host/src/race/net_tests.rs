@@ -135,3 +135,72 @@ async fn settle(tb: &TestbedHandle, n: u64) {
         last = now;
     }
 }
+
+/// Whether the kernel acknowledges at once on `stream`'s socket (Linux's
+/// `TCP_QUICKACK` as `getsockopt` reads it: not in delayed-ACK mode).
+#[cfg(target_os = "linux")]
+fn quick_ack_on(stream: &super::Transport) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = match stream {
+        super::Transport::Tcp(tcp) => tcp.as_raw_fd(),
+        super::Transport::Tls(tls) => tls.get_ref().0.as_raw_fd(),
+    };
+    let mut on: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid socket, and a c_int out value of the size given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&mut on as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt(TCP_QUICKACK)");
+    on != 0
+}
+
+/// After a TLS handshake Linux delays ACKs; with the first flight out and
+/// its reply awaited, the committed stream asks for quick ACKs again, so a
+/// server that holds its small reply until its tickets are acknowledged
+/// (Nagle) does not wait 40 ms for the delayed ACK.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_first_flight_leaves_the_socket_acknowledging_at_once() {
+    let tb = testbed(Behaviour::Ok, Behaviour::Ok);
+    let roots = TrustRoots {
+        system: false,
+        ca_files: vec![tb.ca_path().unwrap().to_owned()],
+    };
+    let tls = TlsClient::new(&roots).unwrap();
+    let host: crate::HostName = "wsgate.test".parse().unwrap();
+    let addrs: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap()];
+    let flight = format!(
+        "GET / HTTP/1.1\r\nHost: wsgate.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    for (first_flight, quick) in [(None, false), (Some(flight.into_bytes()), true)] {
+        let target = Target {
+            host: host.clone(),
+            port: tb.port(),
+            tls: true,
+            first_flight,
+            commit: CommitStage::Tls,
+        };
+        let dialer = NetDialer::new(Some((tls.clone(), Vec::new(), TlsClient::server_name(&host).unwrap())));
+        let mut race = Race::new(
+            RaceConfig::default(),
+            target,
+            dialer,
+            Lookups::ready(&addrs),
+            Arc::new(AllowAll),
+            History::new(HistoryConfig::default()),
+            RaceLog::new(1, None),
+        );
+        let committed = race.next(Instant::now() + Duration::from_secs(10)).await.unwrap();
+        // Without a first flight nothing is awaited: the handshake's
+        // delayed-ACK mode stands (the control that the flag is ours).
+        assert_eq!(quick_ack_on(&committed.stream), quick);
+    }
+}
