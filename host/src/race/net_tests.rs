@@ -176,11 +176,9 @@ async fn the_first_flight_leaves_the_socket_acknowledging_at_once() {
     let tls = TlsClient::new(&roots).unwrap();
     let host: crate::HostName = "wsgate.test".parse().unwrap();
     let addrs: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap()];
-    let flight = format!(
-        "GET / HTTP/1.1\r\nHost: wsgate.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    for (first_flight, quick) in [(None, false), (Some(flight.into_bytes()), true)] {
+    let flight = "GET / HTTP/1.1\r\nHost: wsgate.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    for (first_flight, quick) in [(None, false), (Some(flight.as_bytes().to_vec()), true)] {
         let target = Target {
             host: host.clone(),
             port: tb.port(),
