@@ -16,7 +16,11 @@ use wsgate_testbed::{Behaviour, Config, TestbedHandle, spawn_in_thread};
 /// A dual-stack TLS testbed with one behaviour per family, its
 /// certificates in a fresh directory.
 fn testbed(v6: Behaviour, v4: Behaviour) -> TestbedHandle {
-    let dir = std::env::temp_dir().join(format!("wsgate-race-net-{}", std::process::id()));
+    // A directory per testbed: two in one directory would overwrite each
+    // other's certificates.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wsgate-race-net-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     spawn_in_thread(Config {
         v6,
