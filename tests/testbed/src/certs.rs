@@ -83,6 +83,10 @@ impl Pki {
             )
             .context("loading the leaf certificate into rustls")?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // rustls's default, said here because `nagle-tickets` depends on it:
+        // TLS 1.3 tickets, sent after the handshake, are what the `101`
+        // waits behind there.
+        config.send_tls13_tickets = 2;
         Ok(Arc::new(config))
     }
 

@@ -33,8 +33,8 @@ use std::fmt;
 use std::net::TcpStream as StdTcpStream;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -45,7 +45,9 @@ use tokio::task::JoinHandle;
 mod bind;
 mod certs;
 mod dns;
+mod hold;
 mod serve;
+mod tickets;
 
 use bind::Bound;
 pub use dns::{DnsHandle, DnsRecord, DnsServer, HttpsRecord, HttpsService, spawn_dns_in_thread};
@@ -77,11 +79,22 @@ pub enum Behaviour {
     /// The upgrade request is answered `101` with a `Sec-WebSocket-Accept`
     /// that does not match the request's key.
     BadAccept,
+    /// As [`Behaviour::Ok`], but with Nagle's algorithm left on, as many
+    /// servers have it, and over TLS 1.3 with two session tickets that
+    /// leave after the client's upgrade request has arrived (the order a
+    /// server slower than its client shows), right before the `101`: the
+    /// `101` is a small write that waits in the send queue until the
+    /// tickets are acknowledged. A client that
+    /// delays that ACK (Linux does, by 40 ms or more, on a socket that has
+    /// just written) waits that long for its `101`. The time each `101`
+    /// waited is kept: see [`Testbed::response_holds`]. In plain mode there
+    /// are no tickets, and nothing for the `101` to wait behind.
+    NagleTickets,
 }
 
 impl Behaviour {
     /// Every behaviour, in the order they are documented.
-    pub const ALL: [Behaviour; 8] = [
+    pub const ALL: [Behaviour; 9] = [
         Behaviour::Ok,
         Behaviour::Blackhole,
         Behaviour::Refused,
@@ -90,6 +103,7 @@ impl Behaviour {
         Behaviour::SlowUpgrade,
         Behaviour::Upgrade200,
         Behaviour::BadAccept,
+        Behaviour::NagleTickets,
     ];
 
     /// The name used on the command line and in the JSON output.
@@ -103,6 +117,7 @@ impl Behaviour {
             Behaviour::SlowUpgrade => "slow-upgrade",
             Behaviour::Upgrade200 => "upgrade-200",
             Behaviour::BadAccept => "bad-accept",
+            Behaviour::NagleTickets => "nagle-tickets",
         }
     }
 }
@@ -185,7 +200,14 @@ pub struct Counts {
 struct FamilyCounters {
     connections: AtomicU64,
     upgrades: AtomicU64,
+    /// How long each `101` of [`Behaviour::NagleTickets`] waited, oldest
+    /// first, at most [`MAX_HOLDS`] of them.
+    holds: Mutex<Vec<Duration>>,
 }
+
+/// The most response holds kept per family: a long-running testbed keeps
+/// the first ones and drops the rest rather than grow without bound.
+pub(crate) const MAX_HOLDS: usize = 4096;
 
 /// The live counters of both families, shared with the serving tasks.
 #[derive(Debug, Default)]
@@ -213,6 +235,25 @@ impl Counters {
     fn connections(&self) -> Counts {
         self.snapshot(|f| &f.connections)
     }
+
+    fn response_holds(&self) -> Holds {
+        let read = |f: &FamilyCounters| f.holds.lock().map(|h| h.clone()).unwrap_or_default();
+        Holds {
+            v6: read(&self.v6),
+            v4: read(&self.v4),
+        }
+    }
+}
+
+/// How long the `101` answers of [`Behaviour::NagleTickets`] waited in the
+/// server's send queue, per family, oldest first: from the moment the
+/// answer was written to the moment the kernel had sent all of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Holds {
+    /// On `[::1]`.
+    pub v6: Vec<Duration>,
+    /// On `127.0.0.1`.
+    pub v4: Vec<Duration>,
 }
 
 /// A running testbed. Stop it with [`Testbed::shutdown`]; dropping it also
@@ -341,6 +382,16 @@ impl Testbed {
     /// completing; the testbed's own blackhole fillers are never accepted.
     pub fn connections(&self) -> Counts {
         self.counters.connections()
+    }
+
+    /// How long each `101` of a [`Behaviour::NagleTickets`] family waited
+    /// before the kernel sent it (Linux only: elsewhere none are kept).
+    /// Under Nagle's algorithm a small write waits while anything sent is
+    /// unacknowledged, so a hold of tens of milliseconds is a client's
+    /// delayed ACK (Linux delays one by 40 ms at least, give or take a
+    /// timer tick); an answer sent at once is held for microseconds.
+    pub fn response_holds(&self) -> Holds {
+        self.counters.response_holds()
     }
 
     /// Stops accepting, closes every connection and listener, and returns
@@ -483,6 +534,11 @@ impl TestbedHandle {
     /// See [`Testbed::connections`].
     pub fn connections(&self) -> Counts {
         self.counters.connections()
+    }
+
+    /// See [`Testbed::response_holds`].
+    pub fn response_holds(&self) -> Holds {
+        self.counters.response_holds()
     }
 
     /// Shuts the testbed down and waits for its thread to end.

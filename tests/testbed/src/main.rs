@@ -16,7 +16,8 @@ use wsgate_testbed::{Behaviour, Config, Counts, Testbed};
 /// A WebSocket echo server with one behaviour per address family, on the
 /// same port of [::1] and 127.0.0.1.
 ///
-/// Behaviours: ok, blackhole, refused, tls-stall, upgrade-503, slow-upgrade, upgrade-200, bad-accept.
+/// Behaviours: ok, blackhole, refused, tls-stall, upgrade-503, slow-upgrade, upgrade-200, bad-accept,
+/// nagle-tickets.
 #[derive(Debug, Parser)]
 #[command(name = "wsgate-testbed", version)]
 struct Args {

@@ -15,7 +15,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{Behaviour, Counters};
+use crate::hold::SendQueue;
+use crate::tickets::LateTickets;
+use crate::{Behaviour, Counters, MAX_HOLDS};
 
 /// Most connections served at once per family; past it the listener stops
 /// accepting until one ends, so a runaway client cannot exhaust descriptors.
@@ -61,6 +63,15 @@ impl Family {
     fn count_upgrade(&self) {
         self.counters.family(self.v6).upgrades.fetch_add(1, RELAXED);
     }
+
+    fn record_hold(&self, hold: Duration) {
+        let Ok(mut holds) = self.counters.family(self.v6).holds.lock() else {
+            return;
+        };
+        if holds.len() < MAX_HOLDS {
+            holds.push(hold);
+        }
+    }
 }
 
 /// Counters are independent statistics with no data published through them,
@@ -96,21 +107,31 @@ pub(crate) async fn accept_loop(listener: TcpListener, family: Arc<Family>, mut 
 }
 
 async fn handle(stream: TcpStream, _peer: SocketAddr, family: Arc<Family>) {
-    // Echoes are small request/response exchanges; do not let Nagle delay them.
-    let _ = stream.set_nodelay(true);
+    // Echoes are small request/response exchanges; do not let Nagle delay
+    // them, except where that delay is the behaviour.
+    if family.behaviour != Behaviour::NagleTickets {
+        let _ = stream.set_nodelay(true);
+    }
     if family.behaviour == Behaviour::TlsStall {
         stall(stream, &family).await;
         return;
     }
+    // Taken before TLS wraps the stream; it lives as long as the stream.
+    let queue = SendQueue::of(&stream);
     match &family.tls {
         Some(acceptor) => {
             // Handshake failures and timeouts are the client's business
             // (tests provoke them on purpose); the connection just ends.
-            if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                serve_http(tls, &family).await;
+            if family.behaviour == Behaviour::NagleTickets {
+                let accept = acceptor.accept(LateTickets::new(stream));
+                if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+                    serve_http(tls, &family, &queue).await;
+                }
+            } else if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                serve_http(tls, &family, &queue).await;
             }
         }
-        None => serve_http(stream, &family).await,
+        None => serve_http(stream, &family, &queue).await,
     }
 }
 
@@ -132,7 +153,7 @@ async fn stall(mut stream: TcpStream, family: &Family) {
 }
 
 /// Everything after TLS (if any) for the HTTP-speaking behaviours.
-async fn serve_http<S>(mut stream: S, family: &Family)
+async fn serve_http<S>(mut stream: S, family: &Family, queue: &SendQueue)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -150,9 +171,10 @@ where
         Behaviour::SlowUpgrade => {
             // The request has been received and counted; the 101 waits.
             tokio::time::sleep(family.slow_upgrade).await;
-            return echo(Prefixed::new(buf, stream)).await;
+            return echo(Prefixed::new(buf, stream), None).await;
         }
-        Behaviour::Ok => return echo(Prefixed::new(buf, stream)).await,
+        Behaviour::Ok => return echo(Prefixed::new(buf, stream), None).await,
+        Behaviour::NagleTickets => return echo(Prefixed::new(buf, stream), Some((queue, family))).await,
         // Handled before TLS, or never accepted at all.
         Behaviour::TlsStall | Behaviour::Blackhole | Behaviour::Refused => return,
     };
@@ -167,7 +189,8 @@ where
 
 /// Completes the WebSocket handshake on a stream whose request head is
 /// still to be read from its prefix, then echoes until the client leaves.
-async fn echo<S>(stream: Prefixed<S>)
+/// With `hold`, first records how long the `101` waited to be sent.
+async fn echo<S>(stream: Prefixed<S>, hold: Option<(&SendQueue, &Family)>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -175,6 +198,13 @@ where
         // tungstenite has already answered a malformed request with an error status.
         return;
     };
+    // tungstenite wrote and flushed the `101` before returning: it is in
+    // the kernel's send queue, held there while Nagle waits for an ACK.
+    if let Some((queue, family)) = hold
+        && let Some(held) = queue.wait_sent().await
+    {
+        family.record_hold(held);
+    }
     // Bounded by the client: ends on its close, EOF or any protocol error.
     while let Some(Ok(message)) = ws.next().await {
         match message {

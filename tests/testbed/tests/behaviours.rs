@@ -445,3 +445,121 @@ fn spawn_in_thread_serves_synchronous_clients() {
     let err = std::net::TcpStream::connect_timeout(&v4(port), PROMPT).expect_err("stopped");
     assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
 }
+
+/// `nagle-tickets`: the request goes out right behind the client's TLS
+/// Finished; the server's tickets follow it, and its `101` waits behind them.
+/// Sends the request with `quick_ack` or without, then reads the `101`, and
+/// returns how long the server says it held it.
+#[cfg(target_os = "linux")]
+async fn nagle_tickets_hold(testbed: &Testbed, quick_ack: bool) -> Duration {
+    use std::os::fd::AsRawFd;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let before = testbed.response_holds().v4.len();
+    let tcp = tcp(v4(testbed.port())).await;
+    // As WebSocket clients have it (wsgate too): with Nagle on, the request
+    // would wait for the Finished's ACK, and the tickets carry that ACK.
+    tcp.set_nodelay(true).expect("TCP_NODELAY");
+    let server_name = ServerName::try_from("wsgate.test").expect("valid server name");
+    let mut stream = timeout(PROMPT, connector(testbed.ca_pem()).connect(server_name, tcp))
+        .await
+        .expect("TLS handshake is prompt")
+        .expect("TLS handshake succeeds");
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: wsgate.test:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        testbed.port()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send request");
+    stream.flush().await.expect("flush request");
+    if quick_ack {
+        let one: libc::c_int = 1;
+        // SAFETY: an open TCP socket and an int option of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                stream.get_ref().0.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&raw const one).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "TCP_QUICKACK: {}", io::Error::last_os_error());
+    }
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 512];
+    // A 101 is one short head: a few reads at most.
+    for _ in 0..64 {
+        if head.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+        let n = timeout(PROMPT, stream.read(&mut chunk))
+            .await
+            .expect("101 is prompt")
+            .expect("read 101");
+        assert!(n > 0, "closed before the 101");
+        head.extend_from_slice(&chunk[..n]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    eventually("the server to record its hold", || {
+        testbed.response_holds().v4.len() > before
+    })
+    .await;
+    testbed.response_holds().v4[before]
+}
+
+/// Half of Linux's shortest delayed ACK (40 ms, TCP_ATO_MIN; its timer may
+/// fire a tick early): a hold this long or longer is a delayed ACK's.
+#[cfg(target_os = "linux")]
+const DELAYED_ACK: Duration = Duration::from_millis(20);
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn nagle_tickets_holds_the_101_behind_a_delayed_ack() {
+    let testbed = start(Behaviour::NagleTickets, Behaviour::NagleTickets, true).await;
+    // A socket that has just written delays its ACKs, so the tickets' ACK
+    // waits for the timer, and the 101 waits for the ACK. A machine busy
+    // enough to stall the client between its Finished and its request
+    // could let the request carry that ACK: a few tries.
+    let mut holds = Vec::new();
+    for _ in 0..3 {
+        holds.push(nagle_tickets_hold(&testbed, false).await);
+        if holds.last().is_some_and(|h| *h >= DELAYED_ACK) {
+            break;
+        }
+    }
+    assert!(
+        holds.iter().any(|h| *h >= DELAYED_ACK),
+        "the 101 was never held for a delayed ACK: {holds:?}"
+    );
+
+    // The same exchange with quick ACKs once the request is out: the 101
+    // goes at once. Only a client stalled for 20 ms between its write and
+    // its setsockopt could see otherwise: a few tries.
+    let mut holds = Vec::new();
+    for _ in 0..3 {
+        holds.push(nagle_tickets_hold(&testbed, true).await);
+        if holds.last().is_some_and(|h| *h < DELAYED_ACK) {
+            break;
+        }
+    }
+    assert!(
+        holds.iter().any(|h| *h < DELAYED_ACK),
+        "the 101 waited for a delayed ACK although the client acknowledged at once: {holds:?}"
+    );
+    testbed.shutdown().await;
+}
+
+#[tokio::test]
+async fn nagle_tickets_echoes_like_ok() {
+    let testbed = start(Behaviour::NagleTickets, Behaviour::NagleTickets, true).await;
+    let port = testbed.port();
+    for addr in [v6(port), v4(port)] {
+        let stream = tls(&testbed, addr, "wsgate.test").await;
+        let ws = upgrade(format!("wss://wsgate.test:{port}/"), stream)
+            .await
+            .expect("upgrade succeeds");
+        assert_echoes(ws).await;
+    }
+    testbed.shutdown().await;
+}
