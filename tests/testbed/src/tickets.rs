@@ -10,13 +10,22 @@
 //! request carries their ACK. [`LateTickets`] makes the slow order certain:
 //! it holds what the server writes after reading the client's Finished (the
 //! tickets) until the server writes again (the `101`), and sends it then,
-//! as a write of its own.
+//! as a write of its own; or [`TICKET_DELAY`] after the handshake, when the
+//! request has not come by then. That is a server that takes up to a
+//! millisecond to send its tickets. (Without the delay, a client that keeps
+//! Nagle on would wait for the Finished's ACK before sending its request,
+//! and the server for the request before sending the tickets that carry
+//! that ACK.)
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Duration, Sleep};
+
+/// The longest the tickets are held after the handshake.
+pub(crate) const TICKET_DELAY: Duration = Duration::from_millis(1);
 
 /// The most bytes held back: two tickets are a few hundred bytes. Past it,
 /// what is held is sent and the rest goes straight through.
@@ -44,6 +53,8 @@ pub(crate) struct LateTickets<S> {
     held: Vec<u8>,
     /// How much of `held` has been sent.
     sent: usize,
+    /// When what is held goes anyway: set when the handshake ends.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> LateTickets<S> {
@@ -53,6 +64,7 @@ impl<S> LateTickets<S> {
             phase: Phase::Handshake { wrote: false },
             held: Vec::new(),
             sent: 0,
+            deadline: None,
         }
     }
 }
@@ -69,15 +81,24 @@ impl<S: AsyncWrite + Unpin> LateTickets<S> {
             self.sent += n;
         }
         self.held = Vec::new();
+        self.deadline = None;
         self.phase = Phase::Through;
         Poll::Ready(Ok(()))
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for LateTickets<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for LateTickets<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if self.phase == (Phase::Handshake { wrote: true }) {
             self.phase = Phase::Holding;
+        }
+        // The server waits for the request here: the deadline wakes it.
+        if self.phase == Phase::Held && self.deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready()) {
+            // A write that cannot go now is retried at the next read or
+            // write; its waker is registered.
+            if let Poll::Ready(Err(e)) = self.poll_release(cx) {
+                return Poll::Ready(Err(e));
+            }
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
@@ -110,6 +131,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for LateTickets<S> {
         // The end of the handshake flushes the tickets: they stay held.
         if self.phase == Phase::Holding && !self.held.is_empty() {
             self.phase = Phase::Held;
+            self.deadline = Some(Box::pin(tokio::time::sleep(TICKET_DELAY)));
         }
         Pin::new(&mut self.inner).poll_flush(cx)
     }
@@ -145,5 +167,40 @@ mod tests {
         let mut rest = [0u8; 10];
         client.read_exact(&mut rest).await.unwrap();
         assert_eq!(&rest, b"tickets101");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_is_held_goes_after_the_delay_when_the_server_waits_to_read() {
+        let (server, mut client) = tokio::io::duplex(1024);
+        let mut late = LateTickets::new(server);
+        let mut buf = [0u8; 16];
+
+        client.write_all(b"hello").await.unwrap();
+        assert_eq!(late.read(&mut buf).await.unwrap(), 5);
+        late.write_all(b"flight").await.unwrap();
+        client.write_all(b"finished").await.unwrap();
+        assert_eq!(late.read(&mut buf).await.unwrap(), 8);
+        late.write_all(b"tickets").await.unwrap();
+        late.flush().await.unwrap();
+        assert_eq!(client.read(&mut buf).await.unwrap(), 6, "only the flight went");
+
+        // The server waits for the request; the client waits for the tickets.
+        let server = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            let n = late.read(&mut buf).await.unwrap();
+            (late, buf[..n].to_vec())
+        });
+        let started = tokio::time::Instant::now();
+        let mut tickets = [0u8; 7];
+        client.read_exact(&mut tickets).await.unwrap();
+        assert_eq!(&tickets, b"tickets");
+        assert_eq!(started.elapsed(), TICKET_DELAY);
+        client.write_all(b"request").await.unwrap();
+        let (mut late, request) = server.await.unwrap();
+        assert_eq!(request, b"request");
+        late.write_all(b"101").await.unwrap();
+        let mut answer = [0u8; 3];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"101");
     }
 }
