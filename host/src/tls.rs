@@ -23,7 +23,7 @@ use rustls::{ClientConfig, EncryptedClientHelloError, RootCertStore};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio_rustls::TlsConnector;
 
 /// The ALPN protocol offered when the plugin names none: the WebSocket
@@ -117,8 +117,10 @@ type EchCache = HashMap<Arc<[u8]>, Result<Arc<ClientConfig>, EchConfigError>>;
 pub struct TlsClient {
     /// TLS 1.2 and 1.3, no ECH.
     base: Arc<ClientConfig>,
-    /// TLS 1.3 with GREASE ECH.
-    grease: Arc<ClientConfig>,
+    /// TLS 1.3 with GREASE ECH, built at its first use: making its key
+    /// starts aws-lc's random generator, about 100 ms of CPU, which a host
+    /// that never sends GREASE (the default) should not pay at every start.
+    grease: Arc<OnceLock<Result<Arc<ClientConfig>, EchConfigError>>>,
     roots: Arc<RootCertStore>,
     provider: Arc<CryptoProvider>,
     /// Client configurations by ECHConfigList, and the lists that failed.
@@ -147,19 +149,9 @@ impl TlsClient {
             .map_err(setup)?
             .with_root_certificates(roots.clone())
             .with_no_client_auth();
-        // One placeholder key for every GREASE handshake: what goes on the
-        // wire is a fresh encapsulation of it each time, and a random
-        // configuration id.
-        let (placeholder, _) = GREASE_SUITE.generate_key_pair().map_err(setup)?;
-        let grease = ech_config(
-            &provider,
-            &roots,
-            EchGreaseConfig::new(GREASE_SUITE, placeholder).into(),
-        )
-        .map_err(setup)?;
         Ok(TlsClient {
             base: Arc::new(base),
-            grease,
+            grease: Arc::default(),
             roots,
             provider,
             ech: Arc::default(),
@@ -177,10 +169,23 @@ impl TlsClient {
     pub fn connector_for(&self, alpn: &[String], ech: &EchOffer) -> Result<TlsConnector, EchConfigError> {
         let config = match ech {
             EchOffer::Off => return Ok(self.connector(alpn)),
-            EchOffer::Grease => self.grease.clone(),
+            EchOffer::Grease => self.grease_config()?,
             EchOffer::Config(list) => self.ech_config(list)?,
         };
         Ok(with_alpn(&config, alpn))
+    }
+
+    /// The GREASE client configuration, built at the first call.
+    fn grease_config(&self) -> Result<Arc<ClientConfig>, EchConfigError> {
+        let built = self.grease.get_or_init(|| {
+            // One placeholder key for every GREASE handshake: what goes on
+            // the wire is a fresh encapsulation of it each time, and a
+            // random configuration id.
+            let (placeholder, _) = GREASE_SUITE.generate_key_pair().map_err(EchConfigError::Setup)?;
+            let mode = EchGreaseConfig::new(GREASE_SUITE, placeholder).into();
+            ech_config(&self.provider, &self.roots, mode).map_err(EchConfigError::Setup)
+        });
+        built.clone()
     }
 
     /// The client configuration for one ECHConfigList, from the cache when
