@@ -127,6 +127,42 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for LateTickets<S> {
         }
     }
 
+    /// rustls hands over a flight as one vectored write: it must reach the
+    /// socket as one (written record by record, Nagle would hold all but
+    /// the first behind the client's delayed ACK).
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        match this.phase {
+            Phase::Handshake { .. } => {
+                let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+                if n > 0 {
+                    this.phase = Phase::Handshake { wrote: true };
+                }
+                Poll::Ready(Ok(n))
+            }
+            Phase::Holding if this.held.len() + total <= MAX_HELD => {
+                for buf in bufs {
+                    this.held.extend_from_slice(buf);
+                }
+                Poll::Ready(Ok(total))
+            }
+            Phase::Holding | Phase::Held => {
+                ready!(this.poll_release(cx))?;
+                Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+            }
+            Phase::Through => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // The end of the handshake flushes the tickets: they stay held.
         if self.phase == Phase::Holding && !self.held.is_empty() {
