@@ -50,10 +50,12 @@ conformance conformance-full: plugins
 		--out $(TARGET_DIR)/autobahn/server-$(if $(filter conformance-full,$@),full,1-10)
 
 ## bench: wsgate against tokio-tungstenite and hyper-util on the testbed's
-## per-family failures, then a plugin's echo throughput against native
-## tokio-tungstenite, then `wsgate serve` (sessions per second, instantiation,
-## RSS per idle session, ws-proxy against nginx, which bench/nginx.sh
-## installs from Debian's packages when missing), then the race's history
+## per-family failures, then process start to first echo against a server
+## with Nagle on that sends TLS tickets late, then a plugin's echo
+## throughput against native tokio-tungstenite, then `wsgate serve`
+## (sessions per second, instantiation, RSS per idle session, ws-proxy
+## against nginx, which bench/nginx.sh installs from Debian's packages when
+## missing), then the race's history
 ## on a host whose IPv6 is slow (root: network namespaces) (BENCHMARKS.md).
 ## Extra flags: make bench BENCH_ARGS='--runs 50' SERVE_BENCH_ARGS='--rounds 9'
 BENCH_ARGS  ?=
@@ -63,6 +65,9 @@ bench: build plugins
 		--wsgate $(TARGET_DIR)/release/wsgate \
 		--plugin $(PLUGIN_DIR)/bench-client.wasm \
 		--json $(TARGET_DIR)/bench.json $(BENCH_ARGS)
+	$(CARGO) run --release -p wsgate-bench --bin wsgate-first-echo -- \
+		--wsgate $(TARGET_DIR)/release/wsgate \
+		--plugin $(PLUGIN_DIR)/echo-client.wasm
 	$(CARGO) run --release -p wsgate-bench --bin wsgate-throughput -- \
 		--wsgate $(TARGET_DIR)/release/wsgate \
 		--plugin $(PLUGIN_DIR)/throughput-client.wasm
