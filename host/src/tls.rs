@@ -1,9 +1,10 @@
 //! TLS for plugin connections: one rustls client configuration per host.
 //!
 //! Trust comes from the system's roots plus the CA files the operator
-//! names with `--ca-cert`. The server name sent (SNI) and verified is the
-//! host the plugin asked for; ALPN offers `http/1.1` unless the plugin asks
-//! for other protocols.
+//! names with `--ca-cert` (the CA files are asked first, and the system's
+//! roots are read when a server first needs them: `tls/verify.rs`). The
+//! server name sent (SNI) and verified is the host the plugin asked for;
+//! ALPN offers `http/1.1` unless the plugin asks for other protocols.
 //!
 //! Encrypted Client Hello (RFC 9849) comes per handshake, as the race's
 //! [`EchOffer`] says: none, GREASE, or a configuration list from the
@@ -25,6 +26,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio_rustls::TlsConnector;
+use verify::Verifier;
 
 /// The ALPN protocol offered when the plugin names none: the WebSocket
 /// upgrade of RFC 6455 is an HTTP/1.1 exchange.
@@ -121,7 +123,7 @@ pub struct TlsClient {
     /// starts aws-lc's random generator, about 100 ms of CPU, which a host
     /// that never sends GREASE (the default) should not pay at every start.
     grease: Arc<OnceLock<Result<Arc<ClientConfig>, EchConfigError>>>,
-    roots: Arc<RootCertStore>,
+    verifier: Arc<Verifier>,
     provider: Arc<CryptoProvider>,
     /// Client configurations by ECHConfigList, and the lists that failed.
     ech: Arc<Mutex<EchCache>>,
@@ -129,30 +131,26 @@ pub struct TlsClient {
 
 impl TlsClient {
     /// Builds the client from `roots`. An unreadable or empty CA file is an
-    /// error: an operator who names a CA means it to be used.
+    /// error: an operator who names a CA means it to be used. The system's
+    /// roots are read when a server first needs them (see
+    /// `tls/verify.rs`).
     pub fn new(roots: &TrustRoots) -> Result<Self, Error> {
-        let mut store = RootCertStore::empty();
-        if roots.system {
-            // Individual bad certificates in the system store are skipped:
-            // one broken file there must not stop the gateway.
-            let found = rustls_native_certs::load_native_certs();
-            store.add_parsable_certificates(found.certs);
-        }
+        let mut files = RootCertStore::empty();
         for path in &roots.ca_files {
-            add_ca_file(&mut store, path)?;
+            add_ca_file(&mut files, path)?;
         }
-        let roots = Arc::new(store);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let setup = |e: rustls::Error| Error::config("TLS setup failed").with_source(e);
+        let verifier = Arc::new(Verifier::new(files, roots.system, provider.clone()));
         let base = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(setup)?
-            .with_root_certificates(roots.clone())
+            .map_err(|e| Error::config("TLS setup failed").with_source(e))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
         Ok(TlsClient {
             base: Arc::new(base),
             grease: Arc::default(),
-            roots,
+            verifier,
             provider,
             ech: Arc::default(),
         })
@@ -183,7 +181,7 @@ impl TlsClient {
             // random configuration id.
             let (placeholder, _) = GREASE_SUITE.generate_key_pair().map_err(EchConfigError::Setup)?;
             let mode = EchGreaseConfig::new(GREASE_SUITE, placeholder).into();
-            ech_config(&self.provider, &self.roots, mode).map_err(EchConfigError::Setup)
+            ech_config(&self.provider, &self.verifier, mode).map_err(EchConfigError::Setup)
         });
         built.clone()
     }
@@ -198,7 +196,7 @@ impl TlsClient {
             return found.clone();
         }
         let built = EchConfig::new(EchConfigListBytes::from(&list[..]), HPKE_SUITES)
-            .and_then(|config| ech_config(&self.provider, &self.roots, config.into()))
+            .and_then(|config| ech_config(&self.provider, &self.verifier, config.into()))
             .map_err(EchConfigError::from);
         if cache.len() >= ECH_CACHE_SIZE {
             // Any entry will do: what goes is built again when next asked.
@@ -217,15 +215,16 @@ impl TlsClient {
     }
 }
 
-/// A TLS 1.3 client configuration with `mode`, trusting `roots`.
+/// A TLS 1.3 client configuration with `mode`, verifying with `verifier`.
 fn ech_config(
     provider: &Arc<CryptoProvider>,
-    roots: &Arc<RootCertStore>,
+    verifier: &Arc<Verifier>,
     mode: rustls::client::EchMode,
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
     let config = ClientConfig::builder_with_provider(provider.clone())
         .with_ech(mode)?
-        .with_root_certificates(roots.clone())
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
@@ -271,6 +270,8 @@ pub(crate) fn pem_problem(e: &rustls::pki_types::pem::Error) -> &'static str {
         _ => "unreadable",
     }
 }
+
+mod verify;
 
 #[cfg(test)]
 mod ech_tests;
