@@ -100,6 +100,6 @@ pub use limits::Limits;
 pub use race::{CommitStage, EchMode};
 pub use report::LogSink;
 pub use resolve::{Override, ParseOverrideError};
-pub use runtime::{Outcome, Plugin, RunOptions, Runtime};
-pub use serve::Gateway;
+pub use runtime::{Outcome, Plugin, PoolUsage, RunOptions, Runtime};
+pub use serve::{Gateway, PoolWatch};
 pub use settings::Settings;

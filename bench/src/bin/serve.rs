@@ -12,7 +12,9 @@
 //!   lines;
 //! - **rss**: the gateway's resident memory per idle session, 1,000 open
 //!   sessions against one closed warm-up session (and the native server's,
-//!   for context);
+//!   for context), and 10,000 open through `ws_proxy.wasm`, each with its
+//!   upstream connection to a native echo server, the plugin blocked on a
+//!   read;
 //! - **proxy**: echo throughput through `wsgate serve ws_proxy.wasm` and
 //!   through nginx (`proxy_pass` with the Upgrade headers), both in front of
 //!   the same native upstream, and straight to the upstream for context.
@@ -113,9 +115,18 @@ struct Bench {
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     concurrency: Vec<u32>,
 
-    /// RSS: sessions held open at once.
+    /// RSS: sessions held open at once, echo_server and native.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     idle_sessions: u32,
+
+    /// RSS: sessions held open at once through ws_proxy.wasm (each with its
+    /// upstream connection, the plugin blocked on a read); 0 skips the row.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    proxy_idle_sessions: u32,
+
+    /// RSS: seconds the sessions stay open and idle before the reading.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    hold: u64,
 
     /// Proxy: runs of each row for each target (the median is kept).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
@@ -188,7 +199,7 @@ fn bench_main(cli: Bench) -> anyhow::Result<()> {
         out.push_str(&runtime.block_on(sessions_phase(&cli, &scratch))?);
     }
     if cli.phases.contains(&Phase::Rss) {
-        out.push_str(&runtime.block_on(rss_phase(&cli, &scratch))?);
+        out.push_str(&runtime.block_on(rss_phase(&cli, &scratch, nofile))?);
     }
     if cli.phases.contains(&Phase::Proxy) {
         out.push_str(&runtime.block_on(proxy_phase(&cli, &scratch))?);
@@ -217,9 +228,36 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Raises the soft RLIMIT_NOFILE to the hard limit (the children inherit
-/// it): 1,000 open sessions are 1,000 sockets on each side.
+/// The open files the bench wants: 10,000 sessions through ws-proxy are
+/// 30,000 files in the gateway.
+const WANTED_NOFILE: u64 = 65_536;
+
+/// Raises RLIMIT_NOFILE (the children inherit it): to [`WANTED_NOFILE`]
+/// when the process may raise its hard limit (root), else the soft limit to
+/// the hard one.
 fn raise_nofile() -> u64 {
+    // SAFETY: setrlimit only reads the struct given.
+    unsafe {
+        let wanted = libc::rlimit {
+            rlim_cur: WANTED_NOFILE,
+            rlim_max: WANTED_NOFILE,
+        };
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+            && limit.rlim_max < WANTED_NOFILE
+            && libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0
+        {
+            return WANTED_NOFILE;
+        }
+    }
+    raise_soft_nofile()
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit.
+fn raise_soft_nofile() -> u64 {
     // SAFETY: getrlimit and setrlimit only read and write the struct given.
     unsafe {
         let mut limit = libc::rlimit {
@@ -296,7 +334,12 @@ struct Server {
 impl Server {
     /// Starts `command` and waits (bounded) for its `listening on ADDR` line.
     fn start(name: &'static str, mut command: Command) -> anyhow::Result<Server> {
+        // A backtrace captured for every error the host makes (a closed
+        // stream, say) is a debugging setting, not serving: neither server
+        // gets one.
         let mut child = command
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -724,8 +767,8 @@ struct RssFigures {
 }
 
 /// Opens `count` sessions to `server` (64 at a time), reads its RSS with
-/// all open and idle, closes them.
-async fn hold_sessions(server: &Server, count: u32) -> anyhow::Result<RssFigures> {
+/// all open and idle for `hold`, closes them.
+async fn hold_sessions(server: &Server, count: u32, hold: Duration) -> anyhow::Result<RssFigures> {
     let warm = tokio::time::timeout(SESSION_LIMIT, open_session(server.addr))
         .await
         .context("warm-up session: timeout")??;
@@ -755,7 +798,8 @@ async fn hold_sessions(server: &Server, count: u32) -> anyhow::Result<RssFigures
         }
     }
     // Idle: let the allocator and the runtime settle.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    progress(format!("rss: {} open, idle for {} s", open.len(), hold.as_secs()));
+    tokio::time::sleep(hold).await;
     let held = rss(server.pid());
     let opened = open.len();
     close_all(open).await;
@@ -789,32 +833,96 @@ async fn close_all<S: AsyncRead + AsyncWrite + Unpin>(sessions: Vec<WebSocketStr
     }
 }
 
-async fn rss_phase(cli: &Bench, scratch: &Scratch) -> anyhow::Result<String> {
+async fn rss_phase(cli: &Bench, scratch: &Scratch, nofile: u64) -> anyhow::Result<String> {
     let n = cli.idle_sessions;
-    let max = (n + 100).to_string();
+    // Through ws-proxy the gateway holds three files a session (the
+    // client's socket, the host's duplicate of it for a reset, the upstream
+    // socket): within its RLIMIT_NOFILE, with room for its other files.
+    let fits = u32::try_from(nofile.saturating_sub(200) / 3).unwrap_or(u32::MAX);
+    let p = cli.proxy_idle_sessions.min(fits);
+    if p < cli.proxy_idle_sessions {
+        progress(format!(
+            "rss: RLIMIT_NOFILE {nofile} (the hard limit) fits {p} sessions through ws-proxy, not {}",
+            cli.proxy_idle_sessions
+        ));
+    }
+    let hold = Duration::from_secs(cli.hold);
+    // A session limit above what is held (the warm-up's place may still be
+    // taken), within the gateway's bound.
+    let max_for = |count: u32| (count + 100).min(10_000).to_string();
     let mut out = format!(
-        "\n### Memory per idle session\n\n{n} `ws://` sessions opened (64 at a time; each upgraded and echoed once), then idle for 2 s; the server's /proc/PID/status against one warm-up session opened and closed. Per session: (open − before) ÷ {n}.\n\n"
+        "\n### Memory per idle session\n\n`ws://` sessions opened (64 at a time; each upgraded and echoed once), then idle for {} s; the server's /proc/PID/status against one warm-up session opened and closed. Per session: (open − before) ÷ sessions. Through ws-proxy each session is also the plugin's connection to a native upstream echo server (another process), the plugin blocked on a read of both.\n\n",
+        cli.hold
     );
-    out.push_str("| server | VmRSS before | with all open | per session | of which RssAnon | RssShmem | RssFile | VmRSS 2 s after closing them |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-    let targets: [(&str, Command); 2] = [
+    out.push_str("| server | sessions | VmRSS before | with all open | per session | of which RssAnon | RssShmem | RssFile | VmRSS 2 s after closing them |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut targets: Vec<(&str, u32, Command, Option<Server>)> = vec![
         (
             "wsgate serve echo_server.wasm",
-            wsgate_command(cli, scratch, &cli.echo_plugin, &["--max-sessions", &max]),
+            n,
+            wsgate_command(cli, scratch, &cli.echo_plugin, &["--max-sessions", &max_for(n)]),
+            None,
         ),
-        ("native tokio-tungstenite", native_command(None)?),
+        ("native tokio-tungstenite", n, native_command(None)?, None),
     ];
-    for (label, command) in targets {
+    if p > 0 {
+        let upstream = Server::start("upstream (native)", native_command(None)?)?;
+        let allow = upstream.addr.to_string();
+        let target = format!("ws://{}/", upstream.addr);
+        let mut command = wsgate_command(
+            cli,
+            scratch,
+            &cli.proxy_plugin,
+            &[
+                "--max-sessions",
+                &max_for(p),
+                // Each instance's linear memory is over 1 MiB: 10,000 of
+                // them are more than the default 4 GiB of all together.
+                "--max-plugin-memory",
+                "65536",
+                "--allow",
+                &allow,
+                "--allow-private",
+                "--connects-per-second",
+                "0",
+            ],
+        );
+        command.args(["--", &target]);
+        targets.push((
+            "wsgate serve ws_proxy.wasm → native upstream",
+            p,
+            command,
+            Some(upstream),
+        ));
+    }
+    for (label, count, command, upstream) in targets {
         let server = Server::start("server", command)?;
         progress(format!(
-            "rss: {label} on {} (pid {}): opening {n} sessions",
+            "rss: {label} on {} (pid {}): opening {count} sessions",
             server.addr,
             server.pid()
         ));
-        let f = hold_sessions(&server, n).await?;
+        let f = match hold_sessions(&server, count, hold).await {
+            Ok(f) => f,
+            Err(e) => {
+                // The row says why, with the server's last words (its
+                // plugin's own lines aside), and the others still run.
+                let said: Vec<String> = server
+                    .take_lines()
+                    .into_iter()
+                    .filter(|l| l.starts_with("wsgate: session"))
+                    .take(3)
+                    .collect();
+                let why = format!("{e:#}; the server said: {}", said.join(" / ")).replace('|', "/");
+                progress(format!("rss: {label}: {why}"));
+                out.push_str(&format!("| {label} | failed: {why} |||||||\n"));
+                continue;
+            }
+        };
         let per = |a: f64, b: f64| (a - b) / f.opened as f64;
         out.push_str(&format!(
-            "| {label} | {:.0} KiB | {:.0} KiB | **{:.1} KiB** | {:.1} KiB | {:.1} KiB | {:.1} KiB | {:.0} KiB |\n",
+            "| {label} | {} | {:.0} KiB | {:.0} KiB | **{:.1} KiB** | {:.1} KiB | {:.1} KiB | {:.1} KiB | {:.0} KiB |\n",
+            f.opened,
             f.before.total,
             f.open.total,
             per(f.open.total, f.before.total),
@@ -828,6 +936,7 @@ async fn rss_phase(cli: &Bench, scratch: &Scratch) -> anyhow::Result<String> {
             per(f.open.total, f.before.total),
             f.opened
         ));
+        drop((server, upstream));
     }
     Ok(out)
 }

@@ -42,7 +42,7 @@ mod route;
 use crate::connect::ConnectConfig;
 use crate::error::Error;
 use crate::limits::{Limits, MemoryBudget};
-use crate::runtime::{Plugin, Pool, Runtime};
+use crate::runtime::{Plugin, Pool, PoolUsage, Runtime};
 use crate::settings::{
     DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEAD, DEFAULT_MAX_SESSIONS, DEFAULT_PLUGIN_MEMORY,
     IdleTimeoutSecs, RouteSettings, Settings,
@@ -59,10 +59,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-
-/// Pool slots beyond the session limit: instances still being torn down
-/// while new sessions start.
-const POOL_SLACK: u32 = 16;
 
 /// A gateway, its listeners bound and its plugins compiled, ready to
 /// [`serve`](Gateway::serve).
@@ -147,10 +143,10 @@ impl Gateway {
         for limits in &route_limits {
             limits.validate()?;
         }
+        // One slot per session: a session's place is taken before its
+        // instance is made and given back once the instance is gone.
         let pool = Pool {
-            instances: u32::try_from(max_sessions)
-                .unwrap_or(u32::MAX)
-                .saturating_add(POOL_SLACK),
+            instances: u32::try_from(max_sessions).unwrap_or(u32::MAX),
             max_memory: route_limits.iter().map(|l| l.memory).max().unwrap_or(0),
         };
         let runtime = Arc::new(Runtime::for_gateway(cache, pool)?);
@@ -219,6 +215,14 @@ impl Gateway {
             .collect()
     }
 
+    /// A look at the gateway's instance pool, that stays usable while it
+    /// [serves](Gateway::serve).
+    pub fn pool(&self) -> PoolWatch {
+        PoolWatch {
+            runtime: self.runtime.clone(),
+        }
+    }
+
     /// The addresses the gateway listens on, ports chosen by the OS filled
     /// in.
     pub fn addresses(&self) -> Vec<SocketAddr> {
@@ -235,6 +239,32 @@ impl Gateway {
         shutdown.await;
         // Dropping the accept loops drops their sessions' tasks too.
         tasks.shutdown().await;
+    }
+}
+
+/// A look at a gateway's instance pool (see [`Gateway::pool`]).
+#[derive(Clone)]
+pub struct PoolWatch {
+    runtime: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for PoolWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PoolWatch").field(&self.usage()).finish()
+    }
+}
+
+impl PoolWatch {
+    /// What the pool holds now: its slots (as many as the session limit),
+    /// the instances alive, what freed slots keep resident.
+    pub fn usage(&self) -> PoolUsage {
+        // A gateway's runtime always has a pool: zeros only if it had not.
+        self.runtime.pool_usage().unwrap_or(PoolUsage {
+            slots: 0,
+            instances: 0,
+            idle_memory_resident: 0,
+            idle_stack_resident: 0,
+        })
     }
 }
 

@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The bounds of [`ServeSettings::max_sessions`] and of a route's. The
-/// instance pool reserves its slots' address space up front (about 8 GiB
-/// per session, for guard-page bounds checks): 10,000 sessions take 80 TiB
-/// of the 128 TiB a 64-bit process has.
+/// instance pool has one slot per session and reserves its slots' address
+/// space up front (about 8 GiB per session, for guard-page bounds checks):
+/// 10,000 sessions take 80 TiB of the 128 TiB a 64-bit process has. Only
+/// what a session touches is resident, and given back when it ends.
 pub type MaxSessions = Ranged<Count, 1, 10_000>;
 /// The bounds of [`ServeSettings::max_plugin_memory`], in MiB.
 pub type PluginMemoryMib = Ranged<Mib, 1, 1_048_576>;
