@@ -177,8 +177,8 @@ impl<S: Transport> WebSocket<S> {
     /// control frame is flushed at once, with everything sent before it.
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
         let urgent = matches!(message, Message::Ping(_) | Message::Pong(_) | Message::Close(_));
-        self.session.send(message)?;
-        self.write_out(urgent)
+        let payload = self.session.send_split(message)?;
+        self.write_frames(payload.as_deref(), urgent)
     }
 
     /// Flushes the stream: every frame sent so far is handed on (for the
@@ -412,11 +412,21 @@ impl<S: Transport> WebSocket<S> {
     /// `write_all`, so that a frame reaches the stream in one piece; flushes
     /// when `urgent` (a control frame).
     fn write_out(&mut self, urgent: bool) -> Result<(), Error> {
+        self.write_frames(None, urgent)
+    }
+
+    /// [`write_out`](WebSocket::write_out), then the payload the last
+    /// frame's header announced, when the session left it out (a large
+    /// message, written from its own buffer).
+    fn write_frames(&mut self, payload: Option<&[u8]>, urgent: bool) -> Result<(), Error> {
         let out = self.session.output();
         if out.is_empty() {
             return Ok(());
         }
-        let written = self.stream.write_all(out);
+        let written = self
+            .stream
+            .write_all(out)
+            .and_then(|()| payload.map_or(Ok(()), |p| self.stream.write_all(p)));
         self.session.wrote(written)?;
         self.unflushed = true;
         if urgent { self.flush() } else { Ok(()) }

@@ -626,27 +626,30 @@ fn deflate_violations() {
 }
 
 #[test]
-fn each_frame_is_one_write_and_only_control_frames_flush() {
+fn each_frame_is_one_write_and_only_control_frames_flush_at_once() {
     let input = cat(&[frame(true, 9, b"ping"), frame(true, 1, b"text")]);
     let mut ws = ws(input, 1, ClientConfig::default());
     let calls = |ws: &WebSocket<Mock>| (ws.get_ref().writes, ws.get_ref().flushes);
     // Data messages are written, not flushed; a Ping flushes.
     ws.send(Message::Text("small".into())).unwrap();
     assert_eq!(calls(&ws), (1, 0));
+    // A large one is its header, then its payload from its own buffer.
     ws.send(Message::Binary(vec![9; 200_003])).unwrap();
-    assert_eq!(calls(&ws), (2, 0));
+    assert_eq!(calls(&ws), (3, 0));
     ws.send(Message::Ping(b"p".to_vec())).unwrap();
-    assert_eq!(calls(&ws), (3, 1));
+    assert_eq!(calls(&ws), (4, 1));
     // Nothing to flush before the read; the Pong answering a Ping is
     // written and flushed at once; a data message received writes nothing.
     assert_eq!(ws.recv().unwrap(), Message::Ping(b"ping".to_vec()));
-    assert_eq!(calls(&ws), (4, 2));
+    assert_eq!(calls(&ws), (5, 2));
     assert_eq!(ws.recv().unwrap(), Message::Text("text".into()));
-    assert_eq!(calls(&ws), (4, 2));
-    assert_eq!(client_frames(&ws.get_ref().output).len(), 4);
+    assert_eq!(calls(&ws), (5, 2));
+    let sent = client_frames(&ws.get_ref().output);
+    assert_eq!(sent.len(), 4);
+    assert_eq!(sent[1], (OpCode::Binary, vec![9; 200_003]));
     // The Close of `close`, flushed, then the end of stream.
     assert_eq!(ws.close(1000, "").unwrap_err().kind(), ErrorKind::ConnectionClosed);
-    assert_eq!(calls(&ws), (5, 3));
+    assert_eq!(calls(&ws), (6, 3));
 }
 
 #[test]
