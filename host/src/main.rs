@@ -142,6 +142,17 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::new(ErrorKind::Io, "cannot start the async runtime").with_source(e))
 }
 
+/// The runtime of `wsgate run`: one thread. A run is one plugin instance,
+/// whose calls and the tasks they start (connects, the drain of a write
+/// queue) take turns anyway; a second thread only adds a wake-up across
+/// threads for each message, and competes with the plugin for the CPU.
+fn run_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Io, "cannot start the async runtime").with_source(e))
+}
+
 /// The file's settings with the flags on top, warnings printed.
 fn settings(args: &CommonArgs) -> Result<Settings, Error> {
     let file = match &args.config {
@@ -251,7 +262,7 @@ async fn stop_signal() {
 
 fn run(run_args: RunArgs) -> Result<i32, Error> {
     let args = &run_args.common;
-    tokio_runtime()?.block_on(async move {
+    run_runtime()?.block_on(async move {
         let settings = settings(args)?;
         // Within bounds by their types; `Runtime::run` checks them again for
         // callers that build `Limits` by hand.
