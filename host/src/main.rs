@@ -135,19 +135,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// The runtime of both commands. `wsgate run` too has worker threads: a
+/// current-thread runtime saved a little per small message but lost the
+/// overlap of the write queue's drain with the plugin on large ones (the
+/// 1 MiB echo fell from 1.3 to 0.8 of native; BENCHMARKS.md).
 fn tokio_runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(ErrorKind::Io, "cannot start the async runtime").with_source(e))
-}
-
-/// The runtime of `wsgate run`: one thread. A run is one plugin instance,
-/// whose calls and the tasks they start (connects, the drain of a write
-/// queue) take turns anyway; a second thread only adds a wake-up across
-/// threads for each message, and competes with the plugin for the CPU.
-fn run_runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::new(ErrorKind::Io, "cannot start the async runtime").with_source(e))
@@ -262,7 +255,7 @@ async fn stop_signal() {
 
 fn run(run_args: RunArgs) -> Result<i32, Error> {
     let args = &run_args.common;
-    run_runtime()?.block_on(async move {
+    tokio_runtime()?.block_on(async move {
         let settings = settings(args)?;
         // Within bounds by their types; `Runtime::run` checks them again for
         // callers that build `Limits` by hand.
