@@ -634,7 +634,7 @@ fn each_frame_is_one_write_and_only_control_frames_flush_at_once() {
     ws.send(Message::Text("small".into())).unwrap();
     assert_eq!(calls(&ws), (1, 0));
     // A large one is its header, then its payload from its own buffer.
-    ws.send(Message::Binary(vec![9; 200_003])).unwrap();
+    ws.send(Message::Binary(vec![9; 300_003])).unwrap();
     assert_eq!(calls(&ws), (3, 0));
     ws.send(Message::Ping(b"p".to_vec())).unwrap();
     assert_eq!(calls(&ws), (4, 1));
@@ -646,7 +646,7 @@ fn each_frame_is_one_write_and_only_control_frames_flush_at_once() {
     assert_eq!(calls(&ws), (5, 2));
     let sent = client_frames(&ws.get_ref().output);
     assert_eq!(sent.len(), 4);
-    assert_eq!(sent[1], (OpCode::Binary, vec![9; 200_003]));
+    assert_eq!(sent[1], (OpCode::Binary, vec![9; 300_003]));
     // The Close of `close`, flushed, then the end of stream.
     assert_eq!(ws.close(1000, "").unwrap_err().kind(), ErrorKind::ConnectionClosed);
     assert_eq!(calls(&ws), (6, 3));
