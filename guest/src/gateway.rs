@@ -231,6 +231,11 @@ impl Transport for SessionStream {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.streams.set_read_timeout(timeout)
     }
+
+    /// The host's buffer itself, without a copy.
+    fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        self.streams.read_chunk(buf)
+    }
 }
 
 impl Subscribe for SessionStream {

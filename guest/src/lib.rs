@@ -33,7 +33,8 @@
 //!   make a component allocate its limits by announcing them.
 //! - I/O is wasm32-wasip2's: blocking reads and writes on `wasi:io`
 //!   streams, a read timeout made of a pollable and a timer, and writes
-//!   kept until a flush hands them to the host together.
+//!   kept until a flush hands them to the host together: the messages sent
+//!   in a row leave together, before the session next waits for the peer.
 //!
 //! # The pieces
 //!
@@ -47,9 +48,10 @@
 //!   within the limits), answers control frames, runs the close handshake,
 //!   and encodes what is sent into an output buffer; it does no I/O.
 //! - [`WebSocket`]: the blocking session over any [`Transport`] (a byte
-//!   stream whose reads can time out): it reads into the core, writes its
-//!   output with one write and one flush per call, and bounds the close
-//!   handshake's waits.
+//!   stream whose reads can time out): it reads into the core, writes each
+//!   frame with one write (a large payload from its own buffer), flushes
+//!   after control frames and before every wait for the peer, and bounds
+//!   the close handshake's waits.
 //! - [`DeflateConfig`]: permessage-deflate (RFC 7692), when asked for.
 //! - `HostStream` and `connect` (wasm32 only): the stream through the
 //!   wsgate host, and the connect that opens a session on it.

@@ -3,7 +3,9 @@
 //! speaks first, without threads and without spinning.
 //!
 //! A [`Poller`] first decodes the bytes each session has received already
-//! (a read may have brought several messages), then blocks in
+//! (a read may have brought several messages), then flushes every session
+//! (what was sent to one while handling another's messages leaves now, in
+//! one hand-over per session), then blocks in
 //! `wasi:io/poll.poll` on the input streams of every session that can
 //! still receive, and an optional timer. A stream that became readable is
 //! read once, and only once: a session holding half a message never makes
@@ -69,6 +71,9 @@ pub trait Selectable {
     fn recv_once(&mut self) -> Result<Option<Message>, Error>;
     /// A pollable ready once the stream can be read without waiting.
     fn subscribe(&self) -> Pollable;
+    /// Flushes what was sent (see [`WebSocket::flush`]): done for every
+    /// session before the poller waits.
+    fn flush(&mut self) -> Result<(), Error>;
 }
 
 impl<S: Transport + Subscribe> Selectable for WebSocket<S> {
@@ -90,6 +95,10 @@ impl<S: Transport + Subscribe> Selectable for WebSocket<S> {
 
     fn subscribe(&self) -> Pollable {
         self.get_ref().subscribe()
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        WebSocket::flush(self)
     }
 }
 
@@ -146,6 +155,14 @@ impl Poller {
                         Ok(None) => {}
                         Err(e) => return Event::Error(i, e),
                     }
+                }
+            }
+            // Nothing sent may wait behind the wait: the peers may be
+            // waiting for it.
+            for k in 0..n {
+                let i = (self.turn + k) % n;
+                if let Err(e) = sockets[i].flush() {
+                    return Event::Error(i, e);
                 }
             }
             let live: Vec<usize> = (0..n)

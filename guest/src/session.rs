@@ -164,17 +164,29 @@ impl Session {
     /// session open.
     ///
     /// [`WebSocket::send`]: crate::WebSocket::send
+    #[cfg(test)]
     pub(crate) fn send(&mut self, message: Message) -> Result<(), Error> {
+        if let Some(payload) = self.send_split(message)? {
+            self.outgoing.append(&payload);
+        }
+        Ok(())
+    }
+
+    /// [`send`](Session::send), except that a large payload that needs no
+    /// compression is not copied into the output: its frame's header is
+    /// queued, and the payload (masked in place, as the role has it) is
+    /// returned, to be written right after the [`output`](Session::output).
+    pub(crate) fn send_split(&mut self, message: Message) -> Result<Option<Vec<u8>>, Error> {
         match self.state {
             State::Open => {}
             State::CloseSent | State::Closed => return Err(Error::already_closed("a Close was sent already")),
             State::Failed => return Err(ended()),
         }
-        match message {
-            Message::Text(text) => self.queue(OpCode::Text, text.as_bytes()),
-            Message::Binary(data) => self.queue(OpCode::Binary, &data),
-            Message::Ping(data) => self.queue_control(OpCode::Ping, &data),
-            Message::Pong(data) => self.queue_control(OpCode::Pong, &data),
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => (OpCode::Binary, data),
+            Message::Ping(data) => return self.queue_control(OpCode::Ping, &data).map(|()| None),
+            Message::Pong(data) => return self.queue_control(OpCode::Pong, &data).map(|()| None),
             Message::Close(frame) => {
                 let mut payload = Vec::with_capacity(MAX_CONTROL_PAYLOAD);
                 if let Some(frame) = &frame {
@@ -182,9 +194,14 @@ impl Session {
                 }
                 self.queue(OpCode::Close, &payload)?;
                 self.state = State::CloseSent;
-                Ok(())
+                return Ok(None);
             }
+        };
+        let result = self.outgoing.message_owned(opcode, payload);
+        if result.is_err() {
+            self.state = State::Failed;
         }
+        result
     }
 
     fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {

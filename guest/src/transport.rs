@@ -24,7 +24,27 @@ pub trait Transport: Read + Write {
     /// Sets how long a read may wait for data before it fails (`None`: no
     /// bound). The SDK never passes `Some(Duration::ZERO)`.
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Reads once, waiting as [`read`](Read::read) does, into `buf`, whose
+    /// contents are not kept: on `Ok(n)` the bytes read are `buf[..n]`
+    /// (`n` is 0 at the end of the stream), and `buf` may have been
+    /// replaced, grown or shrunk.
+    ///
+    /// The default reads into `buf` grown to 64 KiB. A stream that hands
+    /// out owned buffers of its own (the host's streams do) gives its
+    /// buffer instead, which saves a copy, and holds no buffer of its size
+    /// while it waits.
+    fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        if buf.len() < DEFAULT_CHUNK {
+            buf.resize(DEFAULT_CHUNK, 0);
+        }
+        self.read(buf)
+    }
 }
+
+/// What [`Transport::read_chunk`] reads at most by default: large enough
+/// that a big message takes few reads.
+const DEFAULT_CHUNK: usize = 64 << 10;
 
 impl Transport for TcpStream {
     fn read_timeout(&self) -> io::Result<Option<Duration>> {
@@ -44,6 +64,10 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         (**self).set_read_timeout(timeout)
     }
+
+    fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        (**self).read_chunk(buf)
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -53,5 +77,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         (**self).set_read_timeout(timeout)
+    }
+
+    fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        (**self).read_chunk(buf)
     }
 }

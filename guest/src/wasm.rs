@@ -47,7 +47,12 @@ const MAX_FALLBACKS: usize = 16;
 /// Writes are buffered: [`write`](Write::write) keeps small writes (up to
 /// 64 KiB in all) and [`flush`](Write::flush) hands them to the host, so
 /// that bytes written in pieces cost host calls by the host's buffer, not
-/// by the piece. A [`WebSocket`] flushes at the end of each call.
+/// by the piece. A read hands them over first, before it waits, and so
+/// does dropping the stream. A [`WebSocket`] writes each message and
+/// flushes before it waits for the peer and after each control frame, so
+/// that messages sent in a row leave in one hand-over. The buffer grows
+/// with what is written and is given back before a read waits: an idle
+/// stream holds no buffer of its own, on either side.
 pub struct HostStream {
     // Field order matters: the streams are children of the connection and
     // must be dropped before it, which Rust does in declaration order.
@@ -88,6 +93,8 @@ impl HostStream {
 }
 
 impl Read for HostStream {
+    /// Hands the bytes written to the host first (see
+    /// [`flush`](Write::flush)), then reads.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.streams.read(buf)
     }
@@ -124,6 +131,11 @@ impl Transport for HostStream {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.streams.set_read_timeout(timeout)
     }
+
+    /// The host's buffer itself, without a copy.
+    fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        self.streams.read_chunk(buf)
+    }
 }
 
 impl Subscribe for HostStream {
@@ -148,6 +160,8 @@ impl Streams {
             output: Output {
                 stream: output,
                 pending: Vec::new(),
+                permit: 0,
+                last_burst: 0,
             },
             read_timeout: None,
         }
@@ -159,6 +173,25 @@ impl Streams {
     }
 
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut chunk = Vec::new();
+        let n = self.read_at_most(&mut chunk, buf.len())?;
+        buf[..n].copy_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// One read of at most [`READ_CHUNK`] bytes into a buffer of the host's
+    /// making (`buf` is replaced), after handing over what was written.
+    pub(crate) fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        self.read_at_most(buf, READ_CHUNK)
+    }
+
+    fn read_at_most(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        // Nothing is held while waiting: the old buffer goes first, and the
+        // bytes written are handed over (the peer may be waiting for them)
+        // and their buffer given back.
+        *buf = Vec::new();
+        self.output.push(None)?;
+        self.output.release();
         if let Some(timeout) = self.read_timeout {
             // Wait for bytes or the timer, whichever comes first.
             let readable = self.input.subscribe();
@@ -169,7 +202,17 @@ impl Streams {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
             }
         }
-        Read::read(&mut self.input, buf)
+        let max = u64::try_from(max).unwrap_or(u64::MAX);
+        match self.input.blocking_read(max) {
+            Ok(chunk) if chunk.len() as u64 > max => Err(io::Error::other("the host read more bytes than asked")),
+            Ok(chunk) => {
+                *buf = chunk;
+                Ok(buf.len())
+            }
+            // The end of the stream, as `Read` has it.
+            Err(StreamError::Closed) => Ok(0),
+            Err(StreamError::LastOperationFailed(e)) => Err(io::Error::other(e.to_debug_string())),
+        }
     }
 
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -195,6 +238,9 @@ impl Streams {
 
     pub(crate) fn flush_all(&mut self) -> io::Result<()> {
         self.output.push(None)?;
+        // A flush uses the permit up: the host takes no write until it is
+        // done.
+        self.output.permit = 0;
         self.output
             .stream
             .blocking_flush()
@@ -202,17 +248,35 @@ impl Streams {
     }
 }
 
+/// The most one read takes from the host: a large message takes few reads,
+/// and the host hands over what it has, so a small read costs no more.
+const READ_CHUNK: usize = 64 << 10;
+
 /// The bytes [`HostStream::write`] keeps before it hands them to the host.
 const WRITE_BUFFER: usize = 64 << 10;
+
+/// A buffer of written bytes up to this size is kept across waits: smaller
+/// than one page of the host's, not worth giving back.
+const KEPT_WRITE_BUFFER: usize = 4 << 10;
 
 /// The output stream and the bytes written but not handed to the host yet;
 /// drained before it is dropped: the host's write queue goes with the
 /// stream, and the last frames (a Close, say) must not be lost. The wait is
 /// bounded: a peer that stopped reading must not hold the plugin forever.
 /// A failed connection has nothing to drain.
+///
+/// The permit of the last `check-write` is used up across writes, and
+/// asked for again only when it is spent: the wsgate host's permit is the
+/// room left in its queue, which only its own writing out grows, so what
+/// is left of it after a write stays good (a flush spends it).
 struct Output {
     stream: OutputStream,
     pending: Vec<u8>,
+    /// Bytes the host permits to be written without asking again.
+    permit: usize,
+    /// The bytes kept at the last hand-over: the size to allocate after
+    /// the buffer was given back.
+    last_burst: usize,
 }
 
 impl Output {
@@ -222,7 +286,12 @@ impl Output {
         }
         if buf.len() >= WRITE_BUFFER {
             // Too large to keep: straight to the host, not copied first.
-            return hand_over(&self.stream, buf, None);
+            return hand_over(&self.stream, &mut self.permit, buf, None);
+        }
+        if self.pending.capacity() == 0 {
+            // Grown once to what the last burst needed, not doubled up to
+            // it again.
+            self.pending.reserve(buf.len().max(self.last_burst));
         }
         self.pending.extend_from_slice(buf);
         Ok(())
@@ -231,19 +300,34 @@ impl Output {
     /// Hands the bytes kept to the host (see [`hand_over`]). They are gone
     /// either way: after an error the stream cannot carry frames.
     fn push(&mut self, timer: Option<&Pollable>) -> io::Result<()> {
-        let result = hand_over(&self.stream, &self.pending, timer);
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.last_burst = self.pending.len();
+        let result = hand_over(&self.stream, &mut self.permit, &self.pending, timer);
         self.pending.clear();
         result
     }
+
+    /// Gives the buffer back if it grew beyond [`KEPT_WRITE_BUFFER`] (before
+    /// a wait: an idle stream holds no large buffer).
+    fn release(&mut self) {
+        if self.pending.is_empty() && self.pending.capacity() > KEPT_WRITE_BUFFER {
+            self.pending = Vec::new();
+        }
+    }
 }
 
-/// Hands `bytes` to the host, as many at a time as it permits, waiting for
-/// room when it permits none; with `timer`, fails with `TimedOut` once that
-/// is ready.
-fn hand_over(stream: &OutputStream, mut bytes: &[u8], timer: Option<&Pollable>) -> io::Result<()> {
+/// Hands `bytes` to the host, as many at a time as it permits (`permit`,
+/// asked for again when spent), waiting for room when it permits none;
+/// with `timer`, fails with `TimedOut` once that is ready.
+fn hand_over(stream: &OutputStream, permit: &mut usize, mut bytes: &[u8], timer: Option<&Pollable>) -> io::Result<()> {
     while !bytes.is_empty() {
-        let permitted = stream.check_write().map_err(stream_error)?;
-        if permitted == 0 {
+        if *permit == 0 {
+            let permitted = stream.check_write().map_err(stream_error)?;
+            *permit = usize::try_from(permitted).unwrap_or(usize::MAX);
+        }
+        if *permit == 0 {
             let room = stream.subscribe();
             match timer {
                 None => room.block(),
@@ -255,7 +339,9 @@ fn hand_over(stream: &OutputStream, mut bytes: &[u8], timer: Option<&Pollable>) 
             }
             continue;
         }
-        let n = bytes.len().min(usize::try_from(permitted).unwrap_or(usize::MAX));
+        let n = bytes.len().min(*permit);
+        // Spent whatever happens: after a failed write the stream is done.
+        *permit -= n;
         stream.write(&bytes[..n]).map_err(stream_error)?;
         bytes = &bytes[n..];
     }
@@ -278,6 +364,7 @@ impl Drop for Output {
         let nanos = u64::try_from(DRAIN_TIMEOUT.as_nanos()).unwrap_or(u64::MAX);
         let timer = wasip2::clocks::monotonic_clock::subscribe_duration(nanos);
         if self.push(Some(&timer)).is_ok() && self.stream.flush().is_ok() {
+            self.permit = 0;
             let drained = self.stream.subscribe();
             wasip2::io::poll::poll(&[&drained, &timer]);
         }

@@ -18,10 +18,6 @@ use crate::transport::Transport;
 #[cfg(test)]
 mod tests;
 
-/// Bytes read from the stream at a time. Large enough that a big message
-/// takes few reads, small enough to be cheap in a component's memory.
-const READ_CHUNK: usize = 64 << 10;
-
 /// A WebSocket session over a byte stream `S` whose opening handshake is
 /// done, as the client ([`client`](crate::client),
 /// [`WebSocket::from_response`]) or as the server
@@ -31,12 +27,21 @@ const READ_CHUNK: usize = 64 << 10;
 /// failing the session with 1002 otherwise); everything else is the same.
 ///
 /// It is blocking: [`recv`](WebSocket::recv) reads until a message is
-/// complete and [`send`](WebSocket::send) writes a whole frame, in one
-/// write and one flush of the stream (so does each Pong and Close the
-/// session sends of itself). Bound the
-/// waiting with the [`Transport`]'s read timeout: a read that times out
-/// fails with [`ErrorKind::Timeout`], consumes no input, and `recv` can be
-/// called again after it.
+/// complete and [`send`](WebSocket::send) writes a whole frame to the
+/// stream in one write. Bound the waiting with the [`Transport`]'s read
+/// timeout: a read that times out fails with [`ErrorKind::Timeout`],
+/// consumes no input, and `recv` can be called again after it.
+///
+/// Writes are batched: `send` of a text or binary message does not flush
+/// the stream, so that messages sent in a row reach the stream's buffer
+/// (the host's streams keep up to 64 KiB) and leave it together. The
+/// stream is flushed before anything waits for the peer (every read, so
+/// `recv`, `recv_once`, `close`, `wait_closed` and a
+/// [`Poller`](crate::Poller)'s wait), after each control frame (a Ping,
+/// Pong or Close, sent or answered: they are never held back), and by
+/// [`flush`](WebSocket::flush). A plugin that waits otherwise (a sleep,
+/// its own `wasi:io` poll) calls `flush` first. Order is kept: a flush
+/// writes everything sent before it.
 ///
 /// Received Pings are answered with a Pong at once and are also returned by
 /// `recv` (as tungstenite does), so that an application can see them;
@@ -54,6 +59,8 @@ pub struct WebSocket<S> {
     deadline: Option<Instant>,
     /// The subprotocol agreed in the handshake.
     subprotocol: Option<String>,
+    /// Frames were written to the stream since its last flush.
+    unflushed: bool,
 }
 
 impl<S: Transport> WebSocket<S> {
@@ -105,6 +112,7 @@ impl<S: Transport> WebSocket<S> {
             rend,
             deadline: None,
             subprotocol: None,
+            unflushed: false,
         }
     }
 
@@ -119,7 +127,8 @@ impl<S: Transport> WebSocket<S> {
         &mut self.stream
     }
 
-    /// The stream. Bytes received but not decoded yet are lost.
+    /// The stream. Bytes received but not decoded yet are lost; frames
+    /// sent and not flushed are in the stream's buffer (flush it).
     pub fn into_inner(self) -> S {
         self.stream
     }
@@ -161,9 +170,29 @@ impl<S: Transport> WebSocket<S> {
     /// 123; close codes must be valid
     /// ([`is_valid_close_code`](crate::is_valid_close_code)). A message
     /// refused for these reasons is not sent and the session stays open.
+    ///
+    /// A text or binary message is written to the stream and not flushed
+    /// (see the batching of [`WebSocket`]): it leaves with the
+    /// next flush, at the latest before the next wait for the peer. A
+    /// control frame is flushed at once, with everything sent before it.
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
-        self.session.send(message)?;
-        self.write_out()
+        let urgent = matches!(message, Message::Ping(_) | Message::Pong(_) | Message::Close(_));
+        let payload = self.session.send_split(message)?;
+        self.write_frames(payload.as_deref(), urgent)
+    }
+
+    /// Flushes the stream: every frame sent so far is handed on (for the
+    /// host's streams: to the host, which writes it without further
+    /// waiting). Without anything sent since the last flush, it does
+    /// nothing. A flush that fails ends the session, as a failed write
+    /// does.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if !self.unflushed {
+            return Ok(());
+        }
+        self.unflushed = false;
+        let flushed = self.stream.flush();
+        self.session.wrote(flushed)
     }
 
     /// Closes the session: sends Close with `code` and `reason` (unless a
@@ -225,13 +254,13 @@ impl<S: Transport> WebSocket<S> {
             ));
         }
         let timeout = self.close_timeout;
+        self.flush()?;
         self.within_close_timeout(|ws| {
-            ws.rbuf.resize(READ_CHUNK, 0);
             ws.rpos = 0;
             ws.rend = 0;
             loop {
                 ws.arm_deadline()?;
-                match ws.stream.read(&mut ws.rbuf) {
+                match ws.stream.read_chunk(&mut ws.rbuf) {
                     Ok(0) => return Ok(()),
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -329,14 +358,14 @@ impl<S: Transport> WebSocket<S> {
                 // echo of a Close is best effort, the peer having likely
                 // gone already: its Close is still the answer to give the
                 // caller.
-                match (self.write_out(), message) {
+                match (self.write_out(true), message) {
                     (Ok(()), message) | (Err(_), message @ Message::Close(_)) => Ok(Some(message)),
                     (Err(e), _) => Err(e),
                 }
             }
             Err(e) => {
                 // The Close that reports a violation is best effort.
-                let _ = self.write_out();
+                let _ = self.write_out(true);
                 Err(e)
             }
         }
@@ -355,20 +384,19 @@ impl<S: Transport> WebSocket<S> {
         self.recv_buffered()
     }
 
-    /// Reads more input once all of it was decoded.
+    /// Reads more input once all of it was decoded, after flushing what
+    /// was sent: the peer may be waiting for it.
     fn fill(&mut self) -> Result<(), Error> {
-        if self.rbuf.len() != READ_CHUNK {
-            // The leftover of the handshake may have any size; from now on
-            // the buffer has one.
-            self.rbuf.resize(READ_CHUNK, 0);
-            self.rbuf.shrink_to(READ_CHUNK);
-        }
+        debug_assert_eq!(self.rpos, self.rend, "a read before the input was decoded");
+        self.flush()?;
+        // The stream may replace the buffer (see `Transport::read_chunk`).
+        self.rpos = 0;
+        self.rend = 0;
         loop {
             self.arm_deadline()?;
-            match self.stream.read(&mut self.rbuf) {
+            match self.stream.read_chunk(&mut self.rbuf) {
                 Ok(0) => return Err(self.session.end_of_stream()),
                 Ok(n) => {
-                    self.rpos = 0;
                     self.rend = n;
                     return Ok(());
                 }
@@ -381,14 +409,26 @@ impl<S: Transport> WebSocket<S> {
     }
 
     /// Writes what the session queued (a message, a Pong, a Close) with one
-    /// `write_all` and one `flush`, so that a message is handed to the
-    /// stream in one piece.
-    fn write_out(&mut self) -> Result<(), Error> {
+    /// `write_all`, so that a frame reaches the stream in one piece; flushes
+    /// when `urgent` (a control frame).
+    fn write_out(&mut self, urgent: bool) -> Result<(), Error> {
+        self.write_frames(None, urgent)
+    }
+
+    /// [`write_out`](WebSocket::write_out), then the payload the last
+    /// frame's header announced, when the session left it out (a large
+    /// message, written from its own buffer).
+    fn write_frames(&mut self, payload: Option<&[u8]>, urgent: bool) -> Result<(), Error> {
         let out = self.session.output();
         if out.is_empty() {
             return Ok(());
         }
-        let written = self.stream.write_all(out).and_then(|()| self.stream.flush());
-        self.session.wrote(written)
+        let written = self
+            .stream
+            .write_all(out)
+            .and_then(|()| payload.map_or(Ok(()), |p| self.stream.write_all(p)));
+        self.session.wrote(written)?;
+        self.unflushed = true;
+        if urgent { self.flush() } else { Ok(()) }
     }
 }

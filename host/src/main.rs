@@ -135,6 +135,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// The runtime of both commands. `wsgate run` too has worker threads: a
+/// current-thread runtime saved a little per small message but lost the
+/// overlap of the write queue's drain with the plugin on large ones (the
+/// 1 MiB echo fell from 1.3 to 0.8 of native; BENCHMARKS.md).
 fn tokio_runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -22,6 +22,16 @@ struct Mock {
     writes: usize,
     flushes: usize,
     broken: bool,
+    /// The calls made, in order.
+    calls: Vec<Call>,
+}
+
+/// A call the session made on the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Call {
+    Read,
+    Write,
+    Flush,
 }
 
 impl Mock {
@@ -38,6 +48,7 @@ impl Mock {
             writes: 0,
             flushes: 0,
             broken: false,
+            calls: Vec::new(),
         }
     }
 }
@@ -57,6 +68,7 @@ impl Transport for Mock {
 
 impl Read for Mock {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.calls.push(Call::Read);
         if self.stall == Some(self.pos) || (self.silent && self.pos == self.input.len()) {
             self.stall = None;
             return Err(io::ErrorKind::WouldBlock.into());
@@ -77,11 +89,16 @@ impl Write for Mock {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         self.writes += 1;
+        self.calls.push(Call::Write);
         self.output.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
+        if self.broken {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
         self.flushes += 1;
+        self.calls.push(Call::Flush);
         Ok(())
     }
 }
@@ -609,30 +626,86 @@ fn deflate_violations() {
 }
 
 #[test]
-fn each_call_is_one_write_and_one_flush() {
+fn each_frame_is_one_write_and_only_control_frames_flush_at_once() {
     let input = cat(&[frame(true, 9, b"ping"), frame(true, 1, b"text")]);
     let mut ws = ws(input, 1, ClientConfig::default());
     let calls = |ws: &WebSocket<Mock>| (ws.get_ref().writes, ws.get_ref().flushes);
-    let mut expected = (0, 0);
-    for message in [
-        Message::Text("small".into()),
-        Message::Binary(vec![9; 200_003]),
-        Message::Ping(b"p".to_vec()),
-    ] {
-        ws.send(message).unwrap();
-        expected = (expected.0 + 1, expected.1 + 1);
-        assert_eq!(calls(&ws), expected);
-    }
-    // The Pong answering a Ping is one write too; a data message none.
+    // Data messages are written, not flushed; a Ping flushes.
+    ws.send(Message::Text("small".into())).unwrap();
+    assert_eq!(calls(&ws), (1, 0));
+    // A large one is its header, then its payload from its own buffer.
+    ws.send(Message::Binary(vec![9; 300_003])).unwrap();
+    assert_eq!(calls(&ws), (3, 0));
+    ws.send(Message::Ping(b"p".to_vec())).unwrap();
+    assert_eq!(calls(&ws), (4, 1));
+    // Nothing to flush before the read; the Pong answering a Ping is
+    // written and flushed at once; a data message received writes nothing.
     assert_eq!(ws.recv().unwrap(), Message::Ping(b"ping".to_vec()));
-    expected = (expected.0 + 1, expected.1 + 1);
-    assert_eq!(calls(&ws), expected);
+    assert_eq!(calls(&ws), (5, 2));
     assert_eq!(ws.recv().unwrap(), Message::Text("text".into()));
-    assert_eq!(calls(&ws), expected);
-    assert_eq!(client_frames(&ws.get_ref().output).len(), 4);
-    // The Close of `close`, then the end of stream.
+    assert_eq!(calls(&ws), (5, 2));
+    let sent = client_frames(&ws.get_ref().output);
+    assert_eq!(sent.len(), 4);
+    assert_eq!(sent[1], (OpCode::Binary, vec![9; 300_003]));
+    // The Close of `close`, flushed, then the end of stream.
     assert_eq!(ws.close(1000, "").unwrap_err().kind(), ErrorKind::ConnectionClosed);
-    assert_eq!(calls(&ws), (expected.0 + 1, expected.1 + 1));
+    assert_eq!(calls(&ws), (6, 3));
+}
+
+#[test]
+fn messages_sent_in_a_row_are_flushed_once_before_the_read() {
+    let echoes: Vec<Vec<u8>> = (0..32u8).map(|i| frame(true, 2, &[i; 16])).collect();
+    let mut ws = ws(cat(&echoes), 1 << 16, ClientConfig::default());
+    for i in 0..32u8 {
+        ws.send(Message::Binary(vec![i; 16])).unwrap();
+    }
+    assert_eq!(ws.get_ref().flushes, 0);
+    assert_eq!(ws.recv().unwrap(), Message::Binary(vec![0; 16]));
+    // 32 writes, then one flush, and only then the read that waits.
+    let mut expected = vec![Call::Write; 32];
+    expected.extend([Call::Flush, Call::Read]);
+    assert_eq!(ws.get_ref().calls, expected);
+    // The rest came with that read: no more reads, no more flushes.
+    for i in 1..32u8 {
+        assert_eq!(ws.recv().unwrap(), Message::Binary(vec![i; 16]));
+    }
+    assert_eq!(ws.get_ref().calls.len(), 34);
+    // In order, every one.
+    let sent = client_frames(&ws.get_ref().output);
+    assert_eq!(sent.len(), 32);
+    for (i, (opcode, payload)) in sent.into_iter().enumerate() {
+        assert_eq!((opcode, payload), (OpCode::Binary, vec![i as u8; 16]));
+    }
+}
+
+#[test]
+fn what_was_sent_is_flushed_before_every_wait() {
+    // recv_once and the close handshake's reads flush first too, and an
+    // explicit flush does what the next wait would have.
+    let input = cat(&[frame(true, 1, b"a"), frame(true, 8, &1000u16.to_be_bytes())]);
+    let mut ws = ws(input, 100, ClientConfig::default());
+    ws.send(Message::Text("x".into())).unwrap();
+    assert_eq!(ws.recv_once().unwrap(), Some(Message::Text("a".into())));
+    assert_eq!(ws.get_ref().calls, [Call::Write, Call::Flush, Call::Read]);
+    ws.send(Message::Text("y".into())).unwrap();
+    ws.flush().unwrap();
+    // Flushing again with nothing sent does nothing.
+    ws.flush().unwrap();
+    assert_eq!(&ws.get_ref().calls[3..], [Call::Write, Call::Flush]);
+    // The peer's Close, already read: echoed and flushed at once.
+    assert!(matches!(ws.recv().unwrap(), Message::Close(Some(_))));
+    assert_eq!(&ws.get_ref().calls[5..], [Call::Write, Call::Flush]);
+    ws.wait_closed().unwrap();
+    assert_eq!(&ws.get_ref().calls[7..], [Call::Read]);
+}
+
+#[test]
+fn a_flush_that_fails_ends_the_session() {
+    let mut ws = ws(frame(true, 1, b"a"), 100, ClientConfig::default());
+    ws.send(Message::Text("x".into())).unwrap();
+    ws.get_mut().broken = true;
+    assert_eq!(ws.recv().unwrap_err().kind(), ErrorKind::Io);
+    assert!(!ws.can_send());
 }
 
 #[test]

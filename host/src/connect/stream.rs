@@ -6,10 +6,16 @@
 //! latency-bound: here the plugin's read polls the socket itself, and its
 //! write goes straight to the socket when the socket takes it; only what
 //! the socket cannot take at once is left to a task that drains it.
+//!
+//! Neither holds a buffer while the connection is idle: the read buffer
+//! is allocated for a read and given back when the socket has nothing,
+//! and the write queue keeps the plugin's own chunks (no copy) only until
+//! they are written.
 
 use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -61,7 +67,13 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
             Poll::Ready(Ok(0)) => self.state = State::Closed,
             Poll::Ready(Ok(_)) => {}
             Poll::Ready(Err(e)) => self.state = State::Failed(e),
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                // Nothing there: an idle connection holds no read buffer
+                // (the next read allocates one; the allocator has it at
+                // hand).
+                self.buffer = BytesMut::new();
+                return Poll::Pending;
+            }
         }
         Poll::Ready(())
     }
@@ -115,7 +127,7 @@ struct Shared<W> {
 struct WriteState<W> {
     writer: W,
     /// Bytes accepted from the plugin and not written yet, in order.
-    queue: BytesMut,
+    queue: Queue,
     /// Bytes were written since the last flush (TLS may still hold some).
     unflushed: bool,
     /// The plugin asked for a flush and waits for it.
@@ -140,8 +152,8 @@ impl<W> WriteState<W> {
     }
 
     fn fail(&mut self, e: io::Error) {
+        self.queue = Queue::default();
         self.error = Some(e);
-        self.queue.clear();
         self.flush_requested = false;
     }
 
@@ -158,7 +170,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
         let shared = Arc::new(Shared {
             state: Mutex::new(WriteState {
                 writer,
-                queue: BytesMut::new(),
+                queue: Queue::default(),
                 unflushed: false,
                 flush_requested: false,
                 error: None,
@@ -196,10 +208,69 @@ async fn drain<W: AsyncWrite + Unpin + Send + 'static>(shared: Arc<Shared<W>>) {
     }
 }
 
+/// The bytes accepted and not written yet: the plugin's chunks as they
+/// were lifted, not copied into one buffer.
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+/// How many chunks one vectored write takes at most.
+const MAX_SLICES: usize = 16;
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// The first chunks, for one vectored write.
+    fn slices(&self) -> ([IoSlice<'_>; MAX_SLICES], usize) {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut k = 0;
+        for (slice, chunk) in slices.iter_mut().zip(&self.chunks) {
+            *slice = IoSlice::new(chunk);
+            k += 1;
+        }
+        (slices, k)
+    }
+
+    /// Drops the first `n` bytes (written).
+    fn advance(&mut self, mut n: usize) {
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else { return };
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.chunks.pop_front();
+        }
+        if self.chunks.is_empty() && self.chunks.capacity() > MAX_SLICES {
+            // A long burst's ring is not kept by an idle stream.
+            self.chunks = VecDeque::new();
+        }
+    }
+}
+
 /// Writes the queue and then flushes, as far as the writer lets it now.
 fn poll_drain<W: AsyncWrite + Unpin>(state: &mut WriteState<W>, cx: &mut Context<'_>) -> Poll<()> {
     while !state.queue.is_empty() && state.error.is_none() {
-        match Pin::new(&mut state.writer).poll_write(cx, &state.queue) {
+        let (slices, k) = state.queue.slices();
+        let written = Pin::new(&mut state.writer).poll_write_vectored(cx, &slices[..k]);
+        match written {
             Poll::Ready(Ok(0)) => state.fail(io::ErrorKind::WriteZero.into()),
             Poll::Ready(Ok(n)) => {
                 state.queue.advance(n);
@@ -294,7 +365,9 @@ impl<W: AsyncWrite + Unpin + Send + 'static> OutputStream for WriteStream<W> {
                 }
             }
         }
-        state.queue.extend_from_slice(rest);
+        // What the socket did not take waits as the plugin's own chunk.
+        let written = bytes.len() - rest.len();
+        state.queue.push(bytes.slice(written..));
         if !state.queue.is_empty() || state.unflushed {
             self.shared.work.notify_one();
         }
@@ -375,6 +448,111 @@ mod tests {
         // Dropping the stream closes the pipe: the reader sees the end.
         drop(stream);
         assert_eq!(reader.await.unwrap(), data);
+    }
+
+    /// A socket that takes nothing until opened, then at most `per_call`
+    /// bytes per write, across as many chunks as a vectored write gives.
+    struct Gate {
+        log: Arc<Mutex<GateLog>>,
+        per_call: usize,
+    }
+
+    #[derive(Default)]
+    struct GateLog {
+        open: bool,
+        waker: Option<Waker>,
+        written: Vec<u8>,
+        /// The most chunks one write took bytes from.
+        most_chunks: usize,
+    }
+
+    impl AsyncWrite for Gate {
+        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            slices: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut log = self.log.lock().unwrap();
+            if !log.open {
+                log.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let (mut left, mut chunks) = (self.per_call, 0);
+            for slice in slices {
+                if left == 0 {
+                    break;
+                }
+                let n = slice.len().min(left);
+                log.written.extend_from_slice(&slice[..n]);
+                left -= n;
+                chunks += 1;
+            }
+            log.most_chunks = log.most_chunks.max(chunks);
+            Poll::Ready(Ok(self.per_call - left))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_queued_behind_a_stalled_socket_go_out_vectored_and_in_order() {
+        let log = Arc::new(Mutex::new(GateLog::default()));
+        let gate = Gate {
+            log: log.clone(),
+            per_call: 1000,
+        };
+        let mut stream = WriteStream::new(1 << 20, gate);
+        let chunks: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 50 + usize::from(i)]).collect();
+        let total: usize = chunks.iter().map(Vec::len).sum();
+        for chunk in &chunks {
+            stream.write(Bytes::copy_from_slice(chunk)).unwrap();
+        }
+        // All of it waits, each chunk as it came; the permit is what is left.
+        assert_eq!(stream.check_write().unwrap(), (1 << 20) - total);
+        {
+            let mut log = log.lock().unwrap();
+            assert!(log.written.is_empty());
+            log.open = true;
+            if let Some(waker) = log.waker.take() {
+                waker.wake();
+            }
+        }
+        stream.flush().unwrap();
+        stream.ready().await;
+        assert_eq!(stream.check_write().unwrap(), 1 << 20);
+        let log = log.lock().unwrap();
+        assert_eq!(log.written, chunks.concat());
+        // Writes took several chunks at once, and split chunks (1000 bytes
+        // a call) were resumed where they were cut.
+        assert!(log.most_chunks > 1, "{}", log.most_chunks);
+    }
+
+    #[tokio::test]
+    async fn an_idle_read_stream_holds_no_buffer() {
+        let (mut peer, ours) = tokio::io::duplex(1024);
+        let mut stream = ReadStream::new(ours);
+        assert_eq!(stream.read(10).unwrap(), Bytes::new());
+        assert_eq!(stream.buffer.capacity(), 0);
+        peer.write_all(b"hello").await.unwrap();
+        stream.ready().await;
+        assert_eq!(stream.read(100).unwrap(), Bytes::from_static(b"hello"));
+        // Read out and nothing more there: given back again.
+        assert_eq!(stream.read(100).unwrap(), Bytes::new());
+        assert_eq!(stream.buffer.capacity(), 0);
     }
 
     #[tokio::test]
