@@ -25,6 +25,7 @@
 //!   the host's buffer per stream. A plugin over a limit traps or gets an
 //!   error; the host and the other plugins go on.
 
+mod cache;
 mod epoch;
 mod linker;
 
@@ -34,15 +35,14 @@ use crate::error::{Error, ErrorKind};
 use crate::limits::{CpuExhausted, CpuMeter, Limits, MemoryBudget, MemoryLimiter, Metered, bytes, human};
 use crate::sessions::bindings::{Gateway, GatewayPre};
 use crate::sessions::{self, Session};
+use cache::CodeCache;
 use epoch::start_epoch_ticker;
 use linker::{add_sandbox_to_linker, check_component_header, check_imports};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
-};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -53,6 +53,8 @@ const MAX_RANDOM_SIZE: u64 = 1 << 20;
 pub struct Runtime {
     engine: Engine,
     linker: Linker<PluginState>,
+    /// Where compiled plugins are kept, when they are.
+    cache: Option<CodeCache>,
 }
 
 /// A plugin checked and compiled, ready to run any number of times.
@@ -245,17 +247,15 @@ impl Runtime {
     /// Creates the engine and the linker. Plugins are compiled on every
     /// load; see [`Runtime::with_cache`] to keep compiled code.
     pub fn new() -> Result<Self, Error> {
-        Self::build(Config::new())
+        Self::build(Config::new(), None)
     }
 
     /// A runtime for a gateway: instances come from a pool of `pool`'s
     /// size with copy-on-write memory images, so that one per session is
     /// cheap; compiled plugins are kept in `cache`, when given.
     pub(crate) fn for_gateway(cache: Option<&Path>, pool: Pool) -> Result<Self, Error> {
-        let mut config = match cache {
-            Some(dir) => cache_config(dir)?,
-            None => Config::new(),
-        };
+        let cache = cache.map(open_cache).transpose()?;
+        let mut config = Config::new();
         let mut pooling = PoolingAllocationConfig::new();
         // A Rust component has a handful of core instances, memories and
         // tables; these bound the pool, the memory limit what is used. One
@@ -287,7 +287,7 @@ impl Runtime {
         // (without zeroing, whatever a session touched stays resident).
         config.async_stack_zeroing(true);
         config.async_stack_size(ASYNC_STACK_SIZE);
-        Self::build(config)
+        Self::build(config, cache)
     }
 
     /// What the instance pool holds now; `None` for a runtime without one
@@ -307,10 +307,10 @@ impl Runtime {
     /// path; created if missing), so that a plugin already seen loads
     /// without compiling again.
     pub fn with_cache(dir: &Path) -> Result<Self, Error> {
-        Self::build(cache_config(dir)?)
+        Self::build(Config::new(), Some(open_cache(dir)?))
     }
 
-    fn build(mut config: Config) -> Result<Self, Error> {
+    fn build(mut config: Config, cache: Option<CodeCache>) -> Result<Self, Error> {
         config.wasm_component_model(true);
         // Plugins are interrupted at every epoch tick: to yield their
         // thread to other tasks, and to be stopped when their CPU time is
@@ -324,7 +324,7 @@ impl Runtime {
             .and_then(|()| connect::add_to_linker(&mut linker))
             .and_then(|()| sessions::add_to_linker(&mut linker, |state: &mut PluginState| &mut state.table))
             .map_err(|e| wasm_error(ErrorKind::Load, "cannot set up the linker", e))?;
-        Ok(Runtime { engine, linker })
+        Ok(Runtime { engine, linker, cache })
     }
 
     /// Reads, checks and compiles the plugin at `path`.
@@ -337,8 +337,12 @@ impl Runtime {
             .map_err(|e| Error::new(ErrorKind::Load, format!("cannot read `{shown}`")).with_source(e))?;
         check_component_header(&bytes).map_err(|why| Error::new(ErrorKind::Load, format!("`{shown}` {why}")))?;
         let started = Instant::now();
-        let component = Component::from_binary(&self.engine, &bytes)
-            .map_err(|e| wasm_error(ErrorKind::Load, &format!("`{shown}` is not a valid component"), e))?;
+        let compile = || Component::from_binary(&self.engine, &bytes);
+        let component = match &self.cache {
+            Some(cache) => cache.load(&self.engine, &bytes, compile),
+            None => compile(),
+        }
+        .map_err(|e| wasm_error(ErrorKind::Load, &format!("`{shown}` is not a valid component"), e))?;
         let compile_time = started.elapsed();
         check_imports(&self.engine, &component)
             .map_err(|why| Error::new(ErrorKind::Link, format!("`{shown}` {why}")))?;
@@ -574,27 +578,22 @@ fn memory_error(plugin: &Plugin, state: &PluginState, e: Error) -> Error {
     }
 }
 
-/// A wasmtime configuration keeping compiled code in `dir`, an absolute
-/// path.
-fn cache_config(dir: &Path) -> Result<Config, Error> {
+/// The cache of compiled plugins in `dir`, an absolute path (created if
+/// missing).
+fn open_cache(dir: &Path) -> Result<CodeCache, Error> {
     if !dir.is_absolute() {
         return Err(Error::config(format!(
             "the cache directory `{}` must be an absolute path",
             dir.display()
         )));
     }
-    let mut cache = CacheConfig::new();
-    cache.with_directory(dir);
-    let cache = Cache::new(cache).map_err(|e| {
-        wasm_error(
+    CodeCache::open(dir).map_err(|e| {
+        Error::new(
             ErrorKind::Config,
-            &format!("cannot use cache directory `{}`", dir.display()),
-            e,
+            format!("cannot use cache directory `{}`", dir.display()),
         )
-    })?;
-    let mut config = Config::new();
-    config.cache(Some(cache));
-    Ok(config)
+        .with_source(e)
+    })
 }
 
 /// Instantiates a gateway plugin and calls its `handle` with `session`.
