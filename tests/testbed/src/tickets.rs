@@ -105,26 +105,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for LateTickets<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for LateTickets<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match this.phase {
-            Phase::Handshake { .. } => {
-                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-                if n > 0 {
-                    this.phase = Phase::Handshake { wrote: true };
-                }
-                Poll::Ready(Ok(n))
-            }
-            Phase::Holding if this.held.len() + buf.len() <= MAX_HELD => {
-                this.held.extend_from_slice(buf);
-                Poll::Ready(Ok(buf.len()))
-            }
-            Phase::Holding | Phase::Held => {
-                ready!(this.poll_release(cx))?;
-                Pin::new(&mut this.inner).poll_write(cx, buf)
-            }
-            Phase::Through => Pin::new(&mut this.inner).poll_write(cx, buf),
-        }
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
     /// rustls hands over a flight as one vectored write: it must reach the
@@ -181,14 +163,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for LateTickets<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-    #[tokio::test]
-    async fn what_is_written_after_the_second_read_waits_for_the_next_write() {
+    /// A server's handshake through [`LateTickets`]: the ClientHello read,
+    /// the flight written, the Finished read, the tickets written and
+    /// flushed. Returns the server's side and the client's.
+    async fn through_the_handshake() -> (LateTickets<DuplexStream>, DuplexStream) {
         let (server, mut client) = tokio::io::duplex(1024);
         let mut late = LateTickets::new(server);
         let mut buf = [0u8; 16];
-
         client.write_all(b"hello").await.unwrap();
         assert_eq!(late.read(&mut buf).await.unwrap(), 5);
         late.write_all(b"flight").await.unwrap();
@@ -196,6 +179,13 @@ mod tests {
         assert_eq!(late.read(&mut buf).await.unwrap(), 8);
         late.write_all(b"tickets").await.unwrap();
         late.flush().await.unwrap();
+        (late, client)
+    }
+
+    #[tokio::test]
+    async fn what_is_written_after_the_second_read_waits_for_the_next_write() {
+        let (mut late, mut client) = through_the_handshake().await;
+        let mut buf = [0u8; 16];
 
         assert_eq!(client.read(&mut buf).await.unwrap(), 6, "only the flight went");
         assert_eq!(&buf[..6], b"flight");
@@ -207,17 +197,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn what_is_held_goes_after_the_delay_when_the_server_waits_to_read() {
-        let (server, mut client) = tokio::io::duplex(1024);
-        let mut late = LateTickets::new(server);
+        let (mut late, mut client) = through_the_handshake().await;
         let mut buf = [0u8; 16];
-
-        client.write_all(b"hello").await.unwrap();
-        assert_eq!(late.read(&mut buf).await.unwrap(), 5);
-        late.write_all(b"flight").await.unwrap();
-        client.write_all(b"finished").await.unwrap();
-        assert_eq!(late.read(&mut buf).await.unwrap(), 8);
-        late.write_all(b"tickets").await.unwrap();
-        late.flush().await.unwrap();
         assert_eq!(client.read(&mut buf).await.unwrap(), 6, "only the flight went");
 
         // The server waits for the request; the client waits for the tickets.
