@@ -141,21 +141,25 @@ mod tests {
         dir
     }
 
+    /// Loads `wasm` through `cache`; 1 when it had to be compiled, else 0.
+    fn load_counting(cache: &CodeCache, engine: &Engine, wasm: &[u8]) -> usize {
+        let mut compiles = 0;
+        cache
+            .load(engine, wasm, || {
+                compiles += 1;
+                Component::new(engine, wasm)
+            })
+            .unwrap();
+        compiles
+    }
+
     #[test]
     fn a_plugin_is_compiled_once_then_mapped_from_the_cache() {
         let dir = scratch("once");
         let cache = CodeCache::open(&dir).unwrap();
         let engine = engine();
         let wasm = wat::parse_str(EMPTY).unwrap();
-        let mut compiles = 0;
-        for _ in 0..3 {
-            cache
-                .load(&engine, &wasm, || {
-                    compiles += 1;
-                    Component::new(&engine, &wasm)
-                })
-                .unwrap();
-        }
+        let compiles: usize = (0..3).map(|_| load_counting(&cache, &engine, &wasm)).sum();
         assert_eq!(compiles, 1);
         let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(files.len(), 1, "one entry, no temporary left: {files:?}");
@@ -170,14 +174,7 @@ mod tests {
         let wasm = wat::parse_str(EMPTY).unwrap();
         let path = dir.join(key(&engine, &wasm) + SUFFIX);
         std::fs::write(&path, b"not compiled code").unwrap();
-        let mut compiles = 0;
-        cache
-            .load(&engine, &wasm, || {
-                compiles += 1;
-                Component::new(&engine, &wasm)
-            })
-            .unwrap();
-        assert_eq!(compiles, 1);
+        assert_eq!(load_counting(&cache, &engine, &wasm), 1);
         assert!(unsafe { Component::deserialize_file(&engine, &path) }.is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
