@@ -238,12 +238,10 @@ impl Queue {
     /// The first chunks, for one vectored write.
     fn slices(&self) -> ([IoSlice<'_>; MAX_SLICES], usize) {
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let mut k = 0;
         for (slice, chunk) in slices.iter_mut().zip(&self.chunks) {
             *slice = IoSlice::new(chunk);
-            k += 1;
         }
-        (slices, k)
+        (slices, self.chunks.len().min(MAX_SLICES))
     }
 
     /// Drops the first `n` bytes (written).
