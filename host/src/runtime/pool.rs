@@ -1,0 +1,90 @@
+//! The instance pool of a gateway: one slot per session, and what a slot
+//! gives back when its session ends.
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Bytes of a freed linear memory kept resident for the next instance.
+const MEMORY_KEEP_RESIDENT: usize = 64 * 1024;
+/// Bytes of a freed table kept resident.
+const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
+/// Bytes at the top of a freed async stack kept resident.
+const STACK_KEEP_RESIDENT: usize = 16 * 1024;
+/// Freed slots whose pages are given back to the system in one go.
+const DECOMMIT_BATCH: usize = 32;
+/// The size of a session's async stack: wasm frames (up to wasmtime's
+/// default `max_wasm_stack`, 512 KiB) and the host functions under them.
+const ASYNC_STACK_SIZE: usize = 1 << 20;
+
+/// How big the pooling allocator's pool is made, for a gateway.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pool {
+    /// Instances alive at once: one per session.
+    pub(crate) instances: u32,
+    /// The largest linear memory of any one instance, in bytes.
+    pub(crate) max_memory: usize,
+}
+
+/// What a gateway's instance pool holds at a moment: its room, the
+/// instances alive, and what freed slots keep resident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Component instances the pool has room for at once: one per session.
+    pub slots: u32,
+    /// Component instances alive.
+    pub instances: u64,
+    /// Bytes of freed linear memories still resident (at most their first
+    /// pages, kept for the next instance).
+    pub idle_memory_resident: usize,
+    /// Bytes of freed async stacks still resident (at most their top pages).
+    pub idle_stack_resident: usize,
+}
+
+impl Pool {
+    /// Makes `config` allocate instances from a pool of this size, with
+    /// copy-on-write memory images.
+    pub(crate) fn configure(self, config: &mut Config) {
+        let mut pooling = PoolingAllocationConfig::new();
+        // A Rust component has a handful of core instances, memories and
+        // tables; these bound the pool, the memory limit what is used. One
+        // component instance, and one stack, per session: the session limit
+        // is checked before an instance is made and its place given back
+        // after the instance is gone, so the pool needs no room beyond it.
+        pooling
+            .total_component_instances(self.instances)
+            .total_core_instances(self.instances.saturating_mul(8))
+            .total_memories(self.instances.saturating_mul(2))
+            .total_tables(self.instances.saturating_mul(4))
+            .total_stacks(self.instances)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_memory_size(self.max_memory)
+            // A freed slot keeps its first pages mapped (reset with memset,
+            // not a system call): the next session of the same plugin
+            // starts from them. The rest goes back to the system.
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            .async_stack_keep_resident(STACK_KEEP_RESIDENT)
+            // Give pages back in batches: one `madvise` a slot is cheap,
+            // the TLB shootdown that follows each is not.
+            .decommit_batch_size(DECOMMIT_BATCH);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        config.memory_init_cow(true);
+        // A session's stack is given back when it ends, as its memory is
+        // (without zeroing, whatever a session touched stays resident).
+        config.async_stack_zeroing(true);
+        config.async_stack_size(ASYNC_STACK_SIZE);
+    }
+}
+
+/// What `engine`'s pool holds now; `None` for an engine without one.
+pub(crate) fn usage(engine: &Engine) -> Option<PoolUsage> {
+    let metrics = engine.pooling_allocator_metrics()?;
+    let slots = engine.get_pooling_config()?.get_total_component_instances();
+    Some(PoolUsage {
+        slots,
+        instances: metrics.component_instances(),
+        idle_memory_resident: metrics.unused_memory_bytes_resident(),
+        idle_stack_resident: metrics.unused_stack_bytes_resident().unwrap_or(0),
+    })
+}
