@@ -497,15 +497,17 @@ fn a_trap_ends_its_session_only() {
         echo_once(&mut steady, "after").await;
     });
     // In the middle of a frame: no Close of the host's after half a frame,
-    // the connection is reset (or closed) with the frame unfinished.
+    // the connection is reset with the frame unfinished.
     let mut stream = TcpStream::connect(served.addr()).unwrap();
     stream.set_read_timeout(Some(EXCHANGE_LIMIT)).unwrap();
     stream.write_all(upgrade_request("/trap-mid-frame").as_bytes()).unwrap();
     let head = read_head(&mut stream);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let mut rest = Vec::new();
-    let _ = stream.read_to_end(&mut rest);
+    let end = stream.read_to_end(&mut rest);
     assert_eq!(rest, [0x82, 126, 0x01, 0x00, 1, 2, 3], "only the plugin's bytes");
+    let end = end.expect_err("the connection ends with a reset, not a FIN");
+    assert_eq!(end.kind(), std::io::ErrorKind::ConnectionReset, "{end}");
     assert!(served.alive());
     let log = served.wait_for("trap after the upgrade");
     assert!(log.contains("plugin trapped"), "{log}");

@@ -1,14 +1,14 @@
 //! A client's connection, as the gateway holds it while a plugin serves it.
 //!
 //! The plugin gets the connection's two halves as `wasi:io` streams. The
-//! host keeps a handle on the write half and on the socket, because a
+//! host keeps a handle on the write half, and so on the socket, because a
 //! session can end with the plugin gone (a trap, a limit): the host then
 //! still owes the client an ending, a Close frame 1011 when the plugin had
 //! answered the upgrade, a reset when it had not.
 
 use super::answer::is_switching_protocols;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -120,6 +120,9 @@ pub(crate) struct ClientWriter {
 
 struct WriterState {
     half: WriteHalf<ClientStream>,
+    /// The socket under `half`, open as long as `half` is: to reset the
+    /// connection without a second descriptor per session.
+    socket: RawFd,
     /// Where the plugin's output is: in its HTTP answer, or in frames.
     output: OutputTracker,
     /// The host took over the connection (the plugin is gone): what the
@@ -231,6 +234,29 @@ impl ClientWriter {
         state.output.between_frames()
     }
 
+    /// Makes the socket's last close send a reset (RST) rather than a FIN:
+    /// `SO_LINGER` with a zero timeout. Takes effect when the last handle
+    /// of the connection (this writer, the plugin's halves) is dropped.
+    #[allow(unsafe_code)]
+    pub(crate) fn reset(self) {
+        let state = self.state();
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: the descriptor is open while `state.half` is, which the
+        // lock holds; `linger` is a valid `struct linger` of the size passed.
+        let _ = unsafe {
+            libc::setsockopt(
+                state.socket,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+    }
+
     /// Writes `bytes` and shuts the write side down, bounded by `timeout`
     /// (a client that reads nothing does not hold the host).
     pub(crate) async fn finish(&mut self, bytes: &[u8], timeout: Duration) {
@@ -271,39 +297,10 @@ impl AsyncWrite for ClientWriter {
     }
 }
 
-/// A second descriptor of the client's socket, to reset the connection
-/// once everything else let go of it.
-pub(crate) struct ResetHandle(OwnedFd);
-
-impl ResetHandle {
-    /// Makes the socket's last close send a reset (RST) rather than a FIN:
-    /// `SO_LINGER` with a zero timeout. Takes effect when this handle, the
-    /// socket's last descriptor, is dropped.
-    #[allow(unsafe_code)]
-    pub(crate) fn reset(self) {
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: the descriptor is open (we own it) and `linger` is a
-        // valid `struct linger` of the size passed.
-        let _ = unsafe {
-            libc::setsockopt(
-                self.0.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&raw const linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-    }
-}
-
 /// Splits a client's stream into what the plugin gets and what the host
-/// keeps: the reader, the shared writer, the socket's reset handle, and
-/// the activity of both.
-pub(crate) fn split(stream: ClientStream) -> io::Result<(ClientReader, ClientWriter, ResetHandle, Arc<Activity>)> {
-    let reset = ResetHandle(stream.tcp().as_fd().try_clone_to_owned()?);
+/// keeps: the reader, the shared writer, and the activity of both.
+pub(crate) fn split(stream: ClientStream) -> (ClientReader, ClientWriter, Arc<Activity>) {
+    let socket = stream.tcp().as_raw_fd();
     let activity = Activity::new();
     let (read, write) = tokio::io::split(stream);
     let reader = ClientReader {
@@ -313,13 +310,14 @@ pub(crate) fn split(stream: ClientStream) -> io::Result<(ClientReader, ClientWri
     let writer = ClientWriter {
         inner: Arc::new(Mutex::new(WriterState {
             half: write,
+            socket,
             output: OutputTracker::default(),
             taken_over: false,
             activity: activity.clone(),
         })),
         for_host: true,
     };
-    Ok((reader, writer, reset, activity))
+    (reader, writer, activity)
 }
 
 #[cfg(test)]

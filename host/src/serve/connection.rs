@@ -217,10 +217,7 @@ async fn connection(
     };
     // A session now: counted as one, no longer as pending.
     drop(pending);
-    let (reader, writer, reset, activity) = match client::split(stream) {
-        Ok(parts) => parts,
-        Err(_) => return,
-    };
+    let (reader, writer, activity) = client::split(stream);
     let info = SessionInfo {
         client: peer,
         server_name,
@@ -258,7 +255,7 @@ async fn connection(
     // The instance is gone: its streams with it. The host ends the
     // connection.
     let times = Times { started, instantiated };
-    finish(ending, writer, reset, peer, route, times, shared.verbose).await;
+    finish(ending, writer, peer, route, times, shared.verbose).await;
 }
 
 /// Tells the client how its session ended, as far as it can still be told,
@@ -266,7 +263,6 @@ async fn connection(
 async fn finish(
     ending: Ending,
     mut writer: ClientWriter,
-    reset: client::ResetHandle,
     peer: SocketAddr,
     route: &Route,
     times: Times,
@@ -291,7 +287,7 @@ async fn finish(
         (Ending::Idle(_), true) => writer.finish(&close_frame(1001, "idle timeout"), GOODBYE_TIMEOUT).await,
         // The client is still waiting for an answer to its upgrade, or is
         // in the middle of a frame that will never end: reset.
-        (Ending::Failed(_) | Ending::Idle(_), false) => reset.reset(),
+        (Ending::Failed(_) | Ending::Idle(_), false) => writer.reset(),
     }
     match what {
         Some(what) => eprintln!("wsgate: session from {peer} on route `{}`: {what}", route.name),
