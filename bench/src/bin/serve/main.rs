@@ -14,7 +14,8 @@
 //!   sessions against one closed warm-up session (and the native server's,
 //!   for context), and 10,000 open through `ws_proxy.wasm`, each with its
 //!   upstream connection to a native echo server, the plugin blocked on a
-//!   read;
+//!   read (spread over as many gateway processes as the hard
+//!   RLIMIT_NOFILE needs at two sockets a session);
 //! - **proxy**: echo throughput through `wsgate serve ws_proxy.wasm` and
 //!   through nginx (`proxy_pass` with the Upgrade headers), both in front of
 //!   the same native upstream, and straight to the upstream for context.
@@ -230,7 +231,7 @@ fn load_average() -> String {
 }
 
 /// The open files the bench wants: 10,000 sessions through ws-proxy are
-/// 30,000 files in the gateway.
+/// 20,000 sockets in the gateway.
 const WANTED_NOFILE: u64 = 65_536;
 
 /// Raises RLIMIT_NOFILE (the children inherit it): to [`WANTED_NOFILE`]
