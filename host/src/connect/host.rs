@@ -3,7 +3,7 @@
 
 use super::bindings::types::{self, AttemptStage as WitStage, ConnectError as WitError, ConnectOptions};
 use super::stream::{ReadStream, WriteStream};
-use super::{ConnectConfig, ConnectCtxView, Connection, OpenSlot};
+use super::{ConnectConfig, ConnectCtxView, Connection, OpenSlot, task};
 use crate::host_name::{HostName, HostNameError};
 use crate::race::Replay;
 use crate::race::{AttemptStage, CommitStage, Committed, ConnectError, NetDialer, Race, Target, Transport};
@@ -26,7 +26,7 @@ impl types::Host for ConnectCtxView<'_> {
             Err(limit) => return Ok(Err(WitError::Limited(limit))),
         };
         let config = self.ctx.config.clone();
-        match open(&config, host, port, options, slot).await {
+        match task::beside(move || open(config, host, port, options, slot)).await? {
             Ok(connection) => Ok(Ok(self.table.push(connection)?)),
             Err(e) => Ok(Err(e.into())),
         }
@@ -94,7 +94,12 @@ impl types::HostConnection for ConnectCtxView<'_> {
         let config = self.ctx.config.clone();
         // A fallback is a new wait for the plugin: it gets the full time.
         let deadline = Instant::now() + config.inner.connect_timeout;
-        match race.fallback(peer, deadline).await {
+        let (race, outcome) = task::beside(move || async move {
+            let outcome = race.fallback(peer, deadline).await;
+            (race, outcome)
+        })
+        .await?;
+        match outcome {
             Ok(committed) => Ok(Ok(self.table.push(connection(&config, race, committed, slot))?)),
             Err(e) => Ok(Err(e.into())),
         }
@@ -108,7 +113,7 @@ impl types::HostConnection for ConnectCtxView<'_> {
 
 /// A connect, from the plugin's request to a committed [`Connection`].
 async fn open(
-    config: &ConnectConfig,
+    config: ConnectConfig,
     host: String,
     port: u16,
     options: ConnectOptions,
@@ -204,7 +209,7 @@ async fn open(
         race = race.prefer_ipv4();
     }
     let committed = race.next(deadline).await?;
-    Ok(connection(config, race, committed, slot))
+    Ok(connection(&config, race, committed, slot))
 }
 
 /// Wraps a committed stream for the plugin, keeping the race for

@@ -12,6 +12,7 @@
 pub mod bindings;
 mod host;
 mod stream;
+mod task;
 
 pub(crate) use stream::{ReadStream, WriteStream};
 
