@@ -8,8 +8,8 @@
 //!   echo_server.wasm` and against a native tokio-tungstenite +
 //!   tokio-rustls echo server with the same certificate, at 1 and 8
 //!   sessions at a time; the server's CPU time per session; the
-//!   gateway's instantiation time per session (p50, p99) from its `-v`
-//!   lines;
+//!   gateway's instantiation time per session (p50, p99) from the `-v`
+//!   lines of another gateway (the rates are a quiet one's);
 //! - **rss**: the gateway's resident memory per idle session, 1,000 open
 //!   sessions against one closed warm-up session (and the native server's,
 //!   for context), and 10,000 open through `ws_proxy.wasm`, each with its
