@@ -17,8 +17,8 @@
 //!   one is made (sessions side by side take different slots);
 //! - `cow=0|1` (1), `keep=BYTES` (65536), `table_keep=BYTES` (16384),
 //!   `stack_keep=BYTES` (16384), `zero=0|1` (1), `stack=BYTES` (1 MiB),
-//!   `batch=N` (32), `pagemap=0|1` (0), `concurrency=0|1` (1, wasmtime's
-//!   default), `epoch=0|1` (1), `sync=0|1` (0), `guard=BYTES`,
+//!   `batch=N` (32), `pagemap=0|1` (1), `concurrency=0|1` (0; 1 is
+//!   wasmtime's default), `epoch=0|1` (1), `sync=0|1` (0), `guard=BYTES`,
 //!   `reservation=BYTES`, `max_memory=BYTES` (64 MiB), `slots=N` (1000);
 //! - `gap_us=N` (0): a sleep between instances, as sessions a few ms apart
 //!   (the caches and TLB then hold what ran meanwhile);
@@ -113,8 +113,8 @@ fn engine(o: &Options) -> Engine {
         .table_keep_resident(o.get("table_keep", 16 << 10) as usize)
         .async_stack_keep_resident(o.get("stack_keep", 16 << 10) as usize)
         .decommit_batch_size(o.get("batch", 32) as usize)
-        .pagemap_scan(if o.flag("pagemap", false) {
-            Enabled::Yes
+        .pagemap_scan(if o.flag("pagemap", true) {
+            Enabled::Auto
         } else {
             Enabled::No
         });
@@ -130,9 +130,7 @@ fn engine(o: &Options) -> Engine {
         config.memory_reservation(reservation.parse().expect("reservation=BYTES"));
     }
     config.wasm_component_model(true);
-    if let Some(concurrency) = o.0.get("concurrency") {
-        config.concurrency_support(concurrency != "0");
-    }
+    config.concurrency_support(o.flag("concurrency", false));
     config.epoch_interruption(o.flag("epoch", true));
     Engine::new(&config).expect("an engine")
 }
