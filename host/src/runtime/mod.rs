@@ -190,6 +190,9 @@ pub(crate) struct PluginState {
     connect: ConnectCtx,
     memory: MemoryLimiter,
     cpu: Arc<CpuMeter>,
+    /// Set while the instance is being made: its startup code is not
+    /// interrupted to let other tasks run (see [`Runtime::store`]).
+    instantiating: bool,
 }
 
 impl WasiView for PluginState {
@@ -389,6 +392,7 @@ impl Runtime {
             connect: ConnectCtx::with_limits(config, limits),
             memory,
             cpu: Arc::new(CpuMeter::new(limits.cpu_time)),
+            instantiating: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
@@ -396,6 +400,12 @@ impl Runtime {
         store.epoch_deadline_callback(|store| {
             if let Some(exhausted) = store.data().cpu.exhausted() {
                 return Err(exhausted.into());
+            }
+            // Instantiation runs wasmtime's startup code (element segments),
+            // tens of microseconds: a tick that falls in it would put the
+            // session's start behind other tasks' TLS handshakes.
+            if store.data().instantiating {
+                return Ok(UpdateDeadline::Continue(1));
             }
             // Let the other tasks of this thread (other plugins, their
             // connects) run before going on.
@@ -535,10 +545,10 @@ async fn instantiate_and_handle(
     instantiated: &mut Option<Duration>,
 ) -> Result<Result<(), String>, Error> {
     let started = Instant::now();
-    let gateway: Gateway = pre
-        .instantiate_async(&mut *store)
-        .await
-        .map_err(|e| run_error(plugin, e))?;
+    store.data_mut().instantiating = true;
+    let made = pre.instantiate_async(&mut *store).await;
+    store.data_mut().instantiating = false;
+    let gateway: Gateway = made.map_err(|e| run_error(plugin, e))?;
     *instantiated = Some(started.elapsed());
     let session = store
         .data_mut()
@@ -560,10 +570,10 @@ async fn instantiate_and_run(
     times: &mut (Duration, Duration),
 ) -> Result<i32, Error> {
     let started = Instant::now();
-    let client: Client = pre
-        .instantiate_async(&mut *store)
-        .await
-        .map_err(|e| run_error(plugin, e))?;
+    store.data_mut().instantiating = true;
+    let made = pre.instantiate_async(&mut *store).await;
+    store.data_mut().instantiating = false;
+    let client: Client = made.map_err(|e| run_error(plugin, e))?;
     times.0 = started.elapsed();
 
     let started = Instant::now();
