@@ -1,14 +1,16 @@
 //! The instance pool of a gateway: one slot per session, and what a slot
 //! gives back when its session ends.
 
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Bytes of a freed linear memory kept resident for the next instance.
-const MEMORY_KEEP_RESIDENT: usize = 64 * 1024;
-/// Bytes of a freed table kept resident.
-const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
-/// Bytes at the top of a freed async stack kept resident.
-const STACK_KEEP_RESIDENT: usize = 16 * 1024;
+/// Bytes of a freed slot's linear memory, table and async stack kept
+/// resident for the next instance: none. Kept pages are reset with a
+/// memset rather than given back, which saves the next session a few page
+/// faults but keeps them on every slot a peak ever used: 108 KiB a slot
+/// after 4,000 ws-proxy sessions had ended (481 MB resident, 208 MB with
+/// none kept), for no difference in instantiation time or sessions per
+/// second that the serve bench could tell from its noise (BENCHMARKS.md).
+const KEEP_RESIDENT: usize = 0;
 /// Freed slots whose pages are given back to the system in one go.
 const DECOMMIT_BATCH: usize = 32;
 /// The size of a session's async stack: wasm frames (up to wasmtime's
@@ -32,10 +34,10 @@ pub struct PoolUsage {
     pub slots: u32,
     /// Component instances alive.
     pub instances: u64,
-    /// Bytes of freed linear memories still resident (at most their first
-    /// pages, kept for the next instance).
+    /// Bytes of freed linear memories still resident. The gateway keeps
+    /// none for the next instance: this is what waits to be given back.
     pub idle_memory_resident: usize,
-    /// Bytes of freed async stacks still resident (at most their top pages).
+    /// Bytes of freed async stacks still resident, as for memories.
     pub idle_stack_resident: usize,
 }
 
@@ -60,25 +62,10 @@ impl Pool {
             .max_memories_per_component(4)
             .max_tables_per_component(8)
             .max_memory_size(self.max_memory)
-            // A freed slot keeps its first pages mapped (reset with memset,
-            // not a system call): the next session of the same plugin
-            // starts from them. The rest goes back to the system.
-            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
-            // Which pages: those the instance wrote, found with the
-            // `PAGEMAP_SCAN` ioctl (Linux 6.7; older kernels keep the lowest
-            // pages instead). The lowest pages are the bottom of a Rust
-            // plugin's shadow stack, which grows down from 1 MiB and seldom
-            // gets there: keeping them memsets 16 pages nobody touched on
-            // every drop (and faults them in on a slot's first), while the
-            // pages a session does use, the top of that stack and the heap
-            // above it, are given back and fault in again in the next
-            // session. With the scan a freed slot keeps at most what was
-            // used: 64 KiB less per freed slot of a plugin that touched none
-            // of them, and drop went from 54 to 20 µs with 999 sessions
-            // alive (host/examples/instantiate.rs).
-            .pagemap_scan(Enabled::Auto)
-            .table_keep_resident(TABLE_KEEP_RESIDENT)
-            .async_stack_keep_resident(STACK_KEEP_RESIDENT)
+            // A freed slot gives all its pages back.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .async_stack_keep_resident(KEEP_RESIDENT)
             // Give pages back in batches: one `madvise` a slot is cheap,
             // the TLB shootdown that follows each is not.
             .decommit_batch_size(DECOMMIT_BATCH);
