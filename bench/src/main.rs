@@ -474,7 +474,7 @@ fn start_testbed(
     .with_context(|| format!("starting the testbed (v6 {v6}, v4 {v4})"))?;
     let port = testbed.port();
     let ca_path = testbed.ca_path().context("the testbed wrote no ca.pem")?.to_owned();
-    let tls = clients::tls_connector(testbed.ca_pem())?;
+    let tls = wsgate_bench::tls_connector(testbed.ca_pem().as_bytes())?;
     let target = Target {
         port,
         ca_path,

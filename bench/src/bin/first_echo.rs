@@ -313,16 +313,7 @@ fn native(port: u16, ca: &Path, nodelay: bool) -> anyhow::Result<()> {
     runtime.block_on(async {
         let run = async {
             let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
-                roots.add(cert?)?;
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let config = wsgate_bench::client_config(&pem)?;
             let addrs = [
                 SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
                 SocketAddr::from((Ipv4Addr::LOCALHOST, port)),

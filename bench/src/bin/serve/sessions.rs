@@ -13,18 +13,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 pub(super) fn tls_connector(ca_pem: &str) -> anyhow::Result<tokio_rustls::TlsConnector> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut config = wsgate_bench::client_config(ca_pem.as_bytes())?;
     // Every session a new client: a full handshake, no resumption.
     config.resumption = rustls::client::Resumption::disabled();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))

@@ -377,7 +377,7 @@ impl Env<'_> {
             host: HOST.to_owned(),
             port: self.network.server.port(),
             addrs: self.network.server_addrs(),
-            tls: peer::tls_connector(&self.ca_pem)?,
+            tls: wsgate_bench::tls_connector(self.ca_pem.as_bytes())?,
         };
         let (connects, timeout) = (self.cli.connects, Duration::from_millis(self.cli.timeout));
         let results = self.network.client.enter(move || -> anyhow::Result<Vec<Connect>> {

@@ -8,28 +8,9 @@ use crate::racelog::{Connect, Family};
 use futures_util::{SinkExt, StreamExt};
 use rustls_pki_types::ServerName;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A rustls connector trusting only `ca_pem`, offering `http/1.1` as
-/// wsgate does.
-pub fn tls_connector(ca_pem: &str) -> anyhow::Result<tokio_rustls::TlsConnector> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
 
 /// What the peer needs for one connect.
 pub struct Target {
