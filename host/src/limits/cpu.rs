@@ -1,5 +1,7 @@
 //! The CPU-time limit: the thread CPU time of every poll of a plugin's
-//! run, its host calls included.
+//! run, its host calls included. A connect's own work (DNS, the race, TLS
+//! handshakes) runs as a task beside the plugin and is bounded by the
+//! connect's timeout and the connect limits instead.
 
 use super::human;
 use std::future::Future;

@@ -210,8 +210,9 @@ section! {
         #[arg(long, value_name = "MIB")]
         pub memory: Option<MemoryMib>,
 
-        /// CPU time the plugin may use, its host calls included, in
-        /// milliseconds (0: no limit) [default: 60000].
+        /// CPU time the plugin may use, its host calls included (a
+        /// connect's DNS, race and TLS aside), in milliseconds (0: no
+        /// limit) [default: 60000].
         #[arg(long, value_name = "MS")]
         pub cpu_time: Option<CpuTimeMs>,
 
