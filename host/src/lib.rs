@@ -80,6 +80,7 @@ mod connect;
 mod error;
 mod host_name;
 mod limits;
+mod metrics;
 pub mod nat64;
 mod network;
 pub mod policy;

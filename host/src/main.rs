@@ -5,7 +5,9 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use wsgate_host::settings::{CertificateSettings, ListenAddress, ListenerSettings, RouteSettings, ServeSettings};
+use wsgate_host::settings::{
+    AdminSettings, CertificateSettings, ListenAddress, ListenerSettings, RouteSettings, ServeSettings,
+};
 use wsgate_host::{Error, ErrorKind, Gateway, LogSink, RunOptions, Runtime, Settings};
 
 /// A WebSocket edge gateway whose plugins are WebAssembly components.
@@ -57,7 +59,10 @@ struct ServeArgs {
     #[command(flatten, next_help_heading = "Serve")]
     serve: ServeSettings,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Admin")]
+    admin: AdminSettings,
+
+    #[command(flatten, next_help_heading = "Options")]
     common: CommonArgs,
 }
 
@@ -65,7 +70,7 @@ struct ServeArgs {
 #[derive(Args, Debug)]
 struct CommonArgs {
     /// Read settings from this TOML file (sections policy, dns, race, tls,
-    /// limits; for serve also serve, listener, route; keys named as these
+    /// limits; for serve also serve, admin, listener, route; keys named as these
     /// flags). Flags given here replace its values;
     /// --allow, --resolve, --dns-server and --ca-cert add to its lists.
     #[arg(long, value_name = "FILE")]
@@ -176,6 +181,7 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         let settings = settings(&args.common)?;
         let mut over = Settings::default();
         over.serve = args.serve.clone();
+        over.admin = args.admin.clone();
         let tls: Vec<CertificateSettings> = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => vec![CertificateSettings {
                 cert: Some(cert.clone()),

@@ -723,3 +723,29 @@ with connect(sys.argv[1], open_timeout=20, close_timeout=5, compression=None) as
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.lines(), ["hello", "from python", "🦀", "0001ff"]);
 }
+
+#[test]
+fn the_admin_listener_is_on_its_own_flag() {
+    let served = Served::start(
+        &[&probe(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        1,
+    );
+    let log = served.wait_for("wsgate: admin on http://");
+    let admin: SocketAddr = log
+        .split("wsgate: admin on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no admin address in:\n{log}"));
+    let mut stream = TcpStream::connect(admin).unwrap();
+    stream.set_read_timeout(Some(EXCHANGE_LIMIT)).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok\n"), "{answer}");
+    // The clients' listener is not the admin one.
+    assert_ne!(admin, served.addr());
+}

@@ -7,7 +7,8 @@ use super::client::{self, Activity, ClientStream, ClientWriter};
 use super::head::{self, read_head};
 use super::route;
 use super::{Listener, Route, Shared};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
+use crate::metrics::Outcome;
 use crate::race::Replay;
 use crate::runtime::Runtime;
 use crate::sessions::{RequestHead, Session, SessionInfo};
@@ -135,6 +136,22 @@ enum Ending {
     Idle(Duration),
 }
 
+impl Ending {
+    /// How the metrics name this ending.
+    fn outcome(&self) -> Outcome {
+        match self {
+            Ending::Done => Outcome::Done,
+            Ending::Refused(_) => Outcome::Refused,
+            Ending::Failed(e) => match e.kind() {
+                ErrorKind::Trap => Outcome::Trap,
+                ErrorKind::Limit => Outcome::Limit,
+                _ => Outcome::Failed,
+            },
+            Ending::Idle(_) => Outcome::Idle,
+        }
+    }
+}
+
 /// One client connection, from TLS to the end of its session.
 async fn connection(
     tcp: TcpStream,
@@ -170,13 +187,14 @@ async fn connection(
                     head::HeadError::TooLarge => format!("the request head is over {} bytes", shared.max_head),
                     _ => "the request head did not arrive in time".to_owned(),
                 };
-                refuse(&mut stream, code, reason, &detail).await;
+                refuse(&shared, &mut stream, code, reason, &detail).await;
             }
             return;
         }
     };
     if head.minor_version == 1 && head.header("host").is_none() {
         return refuse(
+            &shared,
             &mut stream,
             400,
             "Bad Request",
@@ -194,6 +212,7 @@ async fn connection(
     let host = head.host();
     if hosts > 1 || (hosts == 1 && host.is_none()) {
         return refuse(
+            &shared,
             &mut stream,
             400,
             "Bad Request",
@@ -203,11 +222,12 @@ async fn connection(
     }
     let Some(index) = route::find(shared.routes.iter().map(|r| &r.matcher), host.as_deref(), head.path()) else {
         let detail = format!("no route for {}{}", host.as_deref().unwrap_or(""), head.path());
-        return refuse(&mut stream, 404, "Not Found", &detail).await;
+        return refuse(&shared, &mut stream, 404, "Not Found", &detail).await;
     };
     let route = &shared.routes[index];
     let Some(_ticket) = shared.admit(route) else {
         return refuse(
+            &shared,
             &mut stream,
             503,
             "Service Unavailable",
@@ -217,6 +237,7 @@ async fn connection(
     };
     // A session now: counted as one, no longer as pending.
     drop(pending);
+    shared.metrics.session_started(&route.name);
     let (reader, writer, activity) = client::split(stream);
     let info = SessionInfo {
         client: peer,
@@ -254,6 +275,10 @@ async fn connection(
     };
     // The instance is gone: its streams with it. The host ends the
     // connection.
+    if let Some(took) = instantiated {
+        shared.metrics.instantiated(took);
+    }
+    shared.metrics.session_ended(&route.name, ending.outcome());
     let times = Times { started, instantiated };
     finish(ending, writer, peer, route, times, shared.verbose).await;
 }
@@ -332,7 +357,8 @@ async fn idle_for(activity: &Activity, timeout: Option<Duration>) -> Duration {
 /// head, a pipelined request), up to [`DRAIN_LIMIT`] bytes within the
 /// goodbye's time: closing a socket with unread input makes the kernel
 /// send a reset, and a client that gets one may drop the answer unread.
-async fn refuse(stream: &mut ClientStream, code: u16, reason: &str, detail: &str) {
+async fn refuse(shared: &Shared, stream: &mut ClientStream, code: u16, reason: &str, detail: &str) {
+    shared.metrics.answered(code);
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, async {
         stream.write_all(&http_error(code, reason, detail)).await?;
         stream.shutdown().await?;

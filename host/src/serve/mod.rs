@@ -31,6 +31,7 @@
 //! whose own policies replace only the policy), and the memory budget of
 //! all instances together.
 
+mod admin;
 mod answer;
 mod certs;
 mod client;
@@ -42,6 +43,7 @@ mod route;
 use crate::connect::ConnectConfig;
 use crate::error::Error;
 use crate::limits::{Limits, MemoryBudget};
+use crate::metrics::Metrics;
 use crate::runtime::{Plugin, Pool, PoolUsage, Runtime};
 use crate::settings::{
     DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEAD, DEFAULT_MAX_SESSIONS, DEFAULT_PLUGIN_MEMORY,
@@ -54,7 +56,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -65,6 +67,8 @@ use tokio_rustls::TlsAcceptor;
 pub struct Gateway {
     runtime: Arc<Runtime>,
     listeners: Vec<Listener>,
+    /// The admin listener and its address, when `[admin] listen` is set.
+    admin: Option<(TcpListener, SocketAddr)>,
     shared: Arc<Shared>,
 }
 
@@ -93,6 +97,9 @@ struct Shared {
     max_head: usize,
     head_timeout: Duration,
     verbose: bool,
+    metrics: Metrics,
+    /// Set once the gateway stops taking sessions: `/readyz` says so.
+    draining: AtomicBool,
 }
 
 struct Route {
@@ -168,6 +175,15 @@ impl Gateway {
             let address = socket.local_addr().unwrap_or(address);
             listeners.push(Listener { socket, address, tls });
         }
+        let admin = match settings.admin.listen {
+            Some(address) => {
+                let socket = listener::bind(address.0)?;
+                let address = socket.local_addr().unwrap_or(address.0);
+                Some((socket, address))
+            }
+            None => None,
+        };
+        let metrics = Metrics::new(routes.iter().map(|r| r.name.as_str()));
         let shared = Shared {
             routes,
             max_sessions,
@@ -177,16 +193,20 @@ impl Gateway {
             max_head: serve.max_head.map_or(DEFAULT_MAX_HEAD, |k| k.bytes()),
             head_timeout: serve.head_timeout.map_or(DEFAULT_HEAD_TIMEOUT, |t| t.duration()),
             verbose,
+            metrics,
+            draining: AtomicBool::new(false),
         };
         Ok(Gateway {
             runtime,
             listeners,
+            admin,
             shared: Arc::new(shared),
         })
     }
 
     /// One line per listener: its address (the port the OS chose, for
-    /// port 0), `ws://` or `wss://`, and the routes it serves.
+    /// port 0), `ws://` or `wss://`, and the routes it serves; then the
+    /// admin listener's, when there is one.
     pub fn describe(&self) -> Vec<String> {
         let routes: Vec<String> = self
             .shared
@@ -212,7 +232,18 @@ impl Gateway {
                 };
                 format!("listening on {} ({scheme}); routes: {}", l.address, routes.join(", "))
             })
+            .chain(
+                self.admin
+                    .iter()
+                    .map(|(_, address)| format!("admin on http://{address} (/metrics, /healthz, /readyz)")),
+            )
             .collect()
+    }
+
+    /// The admin listener's address (`[admin] listen`, the port the OS
+    /// chose filled in); `None` without one.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, address)| *address)
     }
 
     /// A look at the gateway's instance pool, that stays usable while it
@@ -236,7 +267,11 @@ impl Gateway {
         for listener in self.listeners {
             tasks.spawn(accept_loop(listener, self.runtime.clone(), self.shared.clone()));
         }
+        if let Some((socket, _)) = self.admin {
+            tasks.spawn(admin::admin_loop(socket, self.shared.clone()));
+        }
         shutdown.await;
+        self.shared.draining.store(true, Ordering::Release);
         // Dropping the accept loops drops their sessions' tasks too.
         tasks.shutdown().await;
     }

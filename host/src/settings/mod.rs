@@ -48,8 +48,8 @@ mod tests;
 
 pub use sections::{DnsServer, DnsSettings, LimitsSettings, NotAnAddress, PolicySettings, RaceSettings, TlsSettings};
 pub use serve::{
-    CertificateSettings, HeadTimeoutMs, IdleTimeoutSecs, ListenAddress, ListenerSettings, MaxHeadKib, MaxSessions,
-    PluginMemoryMib, RouteSettings, ServeSettings,
+    AdminSettings, CertificateSettings, HeadTimeoutMs, IdleTimeoutSecs, ListenAddress, ListenerSettings, MaxHeadKib,
+    MaxSessions, PluginMemoryMib, RouteSettings, ServeSettings,
 };
 pub(crate) use serve::{
     DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEAD, DEFAULT_MAX_SESSIONS, DEFAULT_PLUGIN_MEMORY,
@@ -66,7 +66,9 @@ use crate::limits::Limits;
 use std::path::Path;
 
 /// The sections of the file, in the order an operator reads them.
-const SECTIONS: &[&str] = &["policy", "dns", "race", "tls", "limits", "serve", "listener", "route"];
+const SECTIONS: &[&str] = &[
+    "policy", "dns", "race", "tls", "limits", "serve", "admin", "listener", "route",
+];
 
 /// The sections that are lists of tables (`[[listener]]`).
 const LISTS: &[&str] = &["listener", "route"];
@@ -95,6 +97,9 @@ pub struct Settings {
     /// command's).
     #[arg(skip)]
     pub serve: ServeSettings,
+    /// `[admin]`: the gateway's admin listener (`wsgate serve`).
+    #[arg(skip)]
+    pub admin: AdminSettings,
     /// `[[listener]]`: where the gateway listens, one entry each.
     #[arg(skip)]
     pub listener: Vec<ListenerSettings>,
@@ -182,6 +187,7 @@ impl Settings {
         self.tls.merge(over.tls);
         self.limits.merge(over.limits);
         self.serve.merge(over.serve);
+        self.admin.merge(over.admin);
         self.listener.extend(over.listener);
         self.route.extend(over.route);
         self.warnings.extend(over.warnings);

@@ -66,6 +66,18 @@ section! {
     }
 }
 
+section! {
+    /// `[admin]`: the gateway's admin listener, for its operators' tools.
+    pub struct AdminSettings {
+        /// Serve `/metrics` (OpenMetrics), `/healthz` and `/readyz` over
+        /// plain HTTP on ADDR:PORT; keep it on loopback or an operators'
+        /// network [default: off].
+        #[arg(long = "admin-listen", id = "admin_listen", value_name = "ADDR:PORT")]
+        #[serde(deserialize_with = "de::text")]
+        pub listen: Option<ListenAddress>,
+    }
+}
+
 /// `[[listener]]`: an address clients connect to.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]

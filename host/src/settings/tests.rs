@@ -318,3 +318,20 @@ fn gateway_keys_are_checked_like_the_others() {
     let err = parse("listener = 3").unwrap_err();
     assert!(err.contains("must be a section"), "{err}");
 }
+
+#[test]
+fn the_admin_listener_is_read_and_checked() {
+    let settings = parse("[admin]\nlisten = \"127.0.0.1:9090\"").unwrap();
+    assert_eq!(
+        settings.admin.listen.map(|a| a.0),
+        Some("127.0.0.1:9090".parse().unwrap())
+    );
+    let err = parse("[admin]\nlisten = \"nowhere\"").unwrap_err();
+    assert!(err.contains("admin.listen") && err.contains("nowhere"), "{err}");
+    let err = parse("[admin]\nport = 9090").unwrap_err();
+    assert!(err.contains("port"), "{err}");
+    // The flag is `--admin-listen`, not the listeners' `--listen`.
+    let flags = <AdminSettings as clap::Args>::augment_args(clap::Command::new("t"));
+    let names: Vec<_> = flags.get_arguments().filter_map(|a| a.get_long()).collect();
+    assert_eq!(names, ["admin-listen"]);
+}

@@ -1,0 +1,92 @@
+//! The admin listener (`[admin] listen`): what operators' tools ask a
+//! running gateway, over plain HTTP/1.1, one request a connection.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/metrics` | 200, every metric in the OpenMetrics text format |
+//! | `/healthz` | 200 while the process serves at all |
+//! | `/readyz` | 200 while it takes new sessions: its listeners bound, its plugins compiled, not draining; 503 once it drains |
+//!
+//! Anything else is 404, a method other than `GET` (or `HEAD`) 405. It
+//! shares no limit with the clients' listeners: a gateway at its session
+//! limit still answers its probes.
+
+use super::Shared;
+use super::head::read_head;
+use crate::metrics::CONTENT_TYPE;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+/// The largest request head read.
+const MAX_HEAD: usize = 8 * 1024;
+/// How long a request and its answer may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Admin connections answered at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Answers the admin listener's connections until dropped.
+pub(super) async fn admin_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept(), if connections.len() < MAX_CONNECTIONS => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(answer(stream, shared.clone()));
+                }
+                // Out of descriptors, most likely: let connections end first.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// Reads one request and answers it, bounded by [`EXCHANGE_TIMEOUT`].
+async fn answer(mut stream: TcpStream, shared: Arc<Shared>) {
+    let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, async {
+        let Ok((head, _)) = read_head(&mut stream, MAX_HEAD, EXCHANGE_TIMEOUT).await else {
+            return Ok(());
+        };
+        let (status, content_type, body) = respond(&head.method, head.path(), &shared);
+        let mut answer = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        if head.method != "HEAD" {
+            answer.extend_from_slice(body.as_bytes());
+        }
+        stream.write_all(&answer).await?;
+        stream.shutdown().await?;
+        // Read what the client still sends, so that closing does not reset
+        // the connection under its answer.
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The status line, content type and body for `method` on `path`.
+fn respond(method: &str, path: &str, shared: &Shared) -> (&'static str, &'static str, String) {
+    if method != "GET" && method != "HEAD" {
+        return ("405 Method Not Allowed", TEXT, "only GET\n".into());
+    }
+    match path {
+        "/metrics" => ("200 OK", CONTENT_TYPE, shared.metrics.encode()),
+        "/healthz" => ("200 OK", TEXT, "ok\n".into()),
+        "/readyz" if shared.draining.load(Ordering::Acquire) => ("503 Service Unavailable", TEXT, "draining\n".into()),
+        "/readyz" => ("200 OK", TEXT, "ready\n".into()),
+        _ => (
+            "404 Not Found",
+            TEXT,
+            "no such endpoint: /metrics, /healthz, /readyz\n".into(),
+        ),
+    }
+}

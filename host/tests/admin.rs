@@ -1,0 +1,250 @@
+//! The gateway's admin listener, through the library: its `/metrics` after
+//! scripted sessions, each counter moved by exactly what happened, and its
+//! health endpoints.
+//!
+//! Built plugins are needed (`make plugins`); each test runs a gateway in
+//! this process and talks to it over loopback.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use wsgate_host::{ConnectConfig, Gateway, Settings};
+
+/// Bound on a whole test's exchange (not a timing assertion: a hung
+/// gateway fails instead of hanging).
+const EXCHANGE_LIMIT: Duration = Duration::from_secs(60);
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A gateway serving the probe plugin as route `probe` for the Host
+/// `127.0.0.1`, at most two sessions at once and 16 MiB an instance, with
+/// an admin listener; serving in the background of the current runtime.
+/// Its client address and its admin address.
+fn start() -> (SocketAddr, SocketAddr) {
+    let probe = plugin("gateway-probe");
+    let toml = format!(
+        "[serve]\nmax-sessions = 2\nidle-timeout = 0\n\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [limits]\nmemory = 16\ncpu-time = 0\nrun-time = 0\n\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\n\n\
+         [[route]]\nname = \"probe\"\nhost = \"127.0.0.1\"\nplugin = {:?}\n",
+        probe.display().to_string()
+    );
+    let settings = Settings::from_toml(&toml, Path::new("/")).expect("settings");
+    let config = ConnectConfig::builder().build().expect("connect config");
+    let gateway = Gateway::bind(&settings, config, Some(&cache_dir()), false).expect("gateway");
+    let addr = gateway.addresses()[0];
+    let admin = gateway.admin_address().expect("an admin listener");
+    assert!(
+        gateway
+            .describe()
+            .iter()
+            .any(|l| l.starts_with(&format!("admin on http://{admin}"))),
+        "{:?}",
+        gateway.describe()
+    );
+    tokio::spawn(gateway.serve(std::future::pending()));
+    (addr, admin)
+}
+
+async fn connect(addr: SocketAddr, path: &str) -> Ws {
+    let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}"))
+        .await
+        .expect("upgrade");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+async fn echo_once(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), text),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+}
+
+/// Reads until the Close frame, returning its code.
+async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// Closes `ws` and reads to its end.
+async fn close(mut ws: Ws) {
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+/// The whole answer to a raw HTTP/1.1 request of `method` for `path`, with
+/// `host` as its Host and `extra` header lines.
+async fn request(addr: SocketAddr, method: &str, path: &str, host: &str, extra: &str) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// An upgrade request's whole answer.
+async fn upgrade(addr: SocketAddr, host: &str) -> String {
+    let extra = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    request(addr, "GET", "/echo", host, extra).await
+}
+
+fn status(answer: &str) -> &str {
+    answer.split_whitespace().nth(1).unwrap_or("")
+}
+
+/// `/metrics`' body.
+async fn metrics(admin: SocketAddr) -> String {
+    let answer = request(admin, "GET", "/metrics", "127.0.0.1", "").await;
+    assert_eq!(status(&answer), "200", "{answer}");
+    assert!(
+        answer.contains("Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"),
+        "{answer}"
+    );
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    body
+}
+
+/// The value of the sample `name` (with its labels) in `text`.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+}
+
+fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(EXCHANGE_LIMIT, f)
+                .await
+                .expect("the exchange took too long")
+        })
+}
+
+#[test]
+fn metrics_count_what_the_scripted_sessions_did() {
+    bounded(async {
+        let (addr, admin) = start();
+        let before = metrics(admin).await;
+        // The route is there before its first session.
+        assert_eq!(
+            sample(&before, "wsgate_sessions_total{route=\"probe\"}"),
+            Some(0.0),
+            "{before}"
+        );
+        assert_eq!(sample(&before, "wsgate_sessions_active{route=\"probe\"}"), Some(0.0));
+
+        // A healthy session, held open.
+        let mut first = connect(addr, "/echo").await;
+        echo_once(&mut first, "one").await;
+        // A plugin that traps after its 101: Close 1011.
+        let mut trapped = connect(addr, "/trap-after-upgrade").await;
+        assert_eq!(close_code(&mut trapped).await, Some(CloseCode::Error));
+        // A plugin over its memory limit: Close 1011, a limit.
+        let mut hog = connect(addr, "/memory").await;
+        assert_eq!(close_code(&mut hog).await, Some(CloseCode::Error));
+        // No route for another Host: 404, no session.
+        assert_eq!(status(&upgrade(addr, "elsewhere.test").await), "404");
+        // A second healthy session fills the limit of two: the next is 503.
+        let mut second = connect(addr, "/echo").await;
+        echo_once(&mut second, "two").await;
+        let now = metrics(admin).await;
+        assert_eq!(
+            sample(&now, "wsgate_sessions_active{route=\"probe\"}"),
+            Some(2.0),
+            "{now}"
+        );
+        assert_eq!(status(&upgrade(addr, "127.0.0.1").await), "503");
+        close(first).await;
+        close(second).await;
+
+        // The two healthy sessions end just after their close handshakes:
+        // read until they are counted, a bounded number of times (no
+        // timing asserted).
+        let mut after = metrics(admin).await;
+        for _ in 0..500 {
+            if sample(&after, "wsgate_sessions_active{route=\"probe\"}") == Some(0.0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            after = metrics(admin).await;
+        }
+        let count = |name: &str| sample(&after, name).unwrap_or_else(|| panic!("no {name} in\n{after}"));
+        assert_eq!(count("wsgate_sessions_active{route=\"probe\"}"), 0.0);
+        assert_eq!(count("wsgate_sessions_total{route=\"probe\"}"), 4.0);
+        assert_eq!(
+            count("wsgate_sessions_ended_total{route=\"probe\",outcome=\"done\"}"),
+            2.0
+        );
+        assert_eq!(
+            count("wsgate_sessions_ended_total{route=\"probe\",outcome=\"trap\"}"),
+            1.0
+        );
+        assert_eq!(
+            count("wsgate_sessions_ended_total{route=\"probe\",outcome=\"limit\"}"),
+            1.0
+        );
+        assert_eq!(count("wsgate_host_answers_total{status=\"404\"}"), 1.0);
+        assert_eq!(count("wsgate_host_answers_total{status=\"503\"}"), 1.0);
+        assert_eq!(sample(&after, "wsgate_host_answers_total{status=\"400\"}"), None);
+        // Every session's instance was made once.
+        assert_eq!(count("wsgate_instantiation_seconds_count"), 4.0);
+        assert!(
+            after.contains("# TYPE wsgate_instantiation_seconds histogram\n"),
+            "{after}"
+        );
+        assert!(
+            after.contains("# UNIT wsgate_instantiation_seconds seconds\n"),
+            "{after}"
+        );
+    });
+}
+
+#[test]
+fn health_endpoints_answer_and_nothing_else_does() {
+    bounded(async {
+        let (_, admin) = start();
+        let healthz = request(admin, "GET", "/healthz", "127.0.0.1", "").await;
+        assert_eq!(status(&healthz), "200", "{healthz}");
+        assert!(healthz.ends_with("\r\n\r\nok\n"), "{healthz}");
+        let readyz = request(admin, "GET", "/readyz", "127.0.0.1", "").await;
+        assert_eq!(status(&readyz), "200", "{readyz}");
+        assert!(readyz.ends_with("\r\n\r\nready\n"), "{readyz}");
+        let head = request(admin, "HEAD", "/readyz", "127.0.0.1", "").await;
+        assert_eq!(status(&head), "200", "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "a HEAD answer has no body: {head}");
+        assert_eq!(status(&request(admin, "GET", "/nope", "127.0.0.1", "").await), "404");
+        assert_eq!(
+            status(&request(admin, "POST", "/metrics", "127.0.0.1", "").await),
+            "405"
+        );
+        // A head that is not HTTP gets nothing, and the listener goes on.
+        let mut tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+        tcp.write_all(b"\x16\x03\x01 not http\r\n\r\n").await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest).await;
+        assert!(rest.is_empty(), "{rest:?}");
+        assert_eq!(status(&request(admin, "GET", "/healthz", "127.0.0.1", "").await), "200");
+    });
+}
