@@ -7,8 +7,9 @@
 
 mod common;
 
+use common::in_process::*;
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -16,12 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsgate_host::{ConnectConfig, Gateway, Settings};
-
-/// Bound on a whole test's exchange (not a timing assertion: a hung
-/// gateway fails instead of hanging).
-const EXCHANGE_LIMIT: Duration = Duration::from_secs(60);
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A gateway serving the probe plugin as route `probe` for the Host
 /// `127.0.0.1`, at most two sessions at once and 16 MiB an instance, with
@@ -52,22 +47,6 @@ fn start() -> (SocketAddr, SocketAddr) {
     );
     tokio::spawn(gateway.serve(std::future::pending()));
     (addr, admin)
-}
-
-async fn connect(addr: SocketAddr, path: &str) -> Ws {
-    let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}"))
-        .await
-        .expect("upgrade");
-    assert_eq!(response.status(), 101);
-    ws
-}
-
-async fn echo_once(ws: &mut Ws, text: &str) {
-    ws.send(Message::text(text)).await.unwrap();
-    match ws.next().await {
-        Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), text),
-        other => panic!("expected the echo, got {other:?}"),
-    }
 }
 
 /// Reads until the Close frame, returning its code.
@@ -127,19 +106,6 @@ fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.parse().ok())
-}
-
-fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            tokio::time::timeout(EXCHANGE_LIMIT, f)
-                .await
-                .expect("the exchange took too long")
-        })
 }
 
 #[test]

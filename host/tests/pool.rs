@@ -6,18 +6,14 @@
 
 mod common;
 
+use common::in_process::*;
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use wsgate_host::{ConnectConfig, Gateway, PoolWatch, Settings};
-
-/// Bound on a whole test's exchange (not a timing assertion: a hung
-/// gateway fails instead of hanging).
-const EXCHANGE_LIMIT: Duration = Duration::from_secs(60);
 
 /// A gateway serving the probe plugin with `max_sessions` and a memory
 /// limit of `memory_mib` per instance, on a loopback port. Binds: call it
@@ -45,24 +41,6 @@ fn start(gateway: Gateway) -> (SocketAddr, PoolWatch) {
     (addr, pool)
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(addr: SocketAddr, path: &str) -> Ws {
-    let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}"))
-        .await
-        .expect("upgrade");
-    assert_eq!(response.status(), 101);
-    ws
-}
-
-async fn echo_once(ws: &mut Ws, text: &str) {
-    ws.send(Message::text(text)).await.unwrap();
-    match ws.next().await {
-        Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), text),
-        other => panic!("expected the echo, got {other:?}"),
-    }
-}
-
 /// The status line's code of a raw upgrade request's answer.
 async fn status_of_upgrade(addr: SocketAddr) -> String {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -75,19 +53,6 @@ async fn status_of_upgrade(addr: SocketAddr) -> String {
     let _ = tcp.read_to_end(&mut answer).await;
     let answer = String::from_utf8_lossy(&answer).into_owned();
     answer.split_whitespace().nth(1).unwrap_or("").to_owned()
-}
-
-fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            tokio::time::timeout(EXCHANGE_LIMIT, f)
-                .await
-                .expect("the exchange took too long")
-        })
 }
 
 #[test]

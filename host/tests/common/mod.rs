@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod in_process;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
