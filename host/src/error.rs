@@ -43,9 +43,38 @@ impl ErrorKind {
     }
 }
 
+/// Which limit stopped a plugin, for an error of kind
+/// [`ErrorKind::Limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitKind {
+    /// Its own linear memory (`--memory`).
+    Memory,
+    /// The linear memory of all instances together (`--max-plugin-memory`).
+    PluginMemory,
+    /// Its CPU time (`--cpu-time`).
+    CpuTime,
+    /// Its run time (`--run-time`).
+    RunTime,
+}
+
+impl LimitKind {
+    /// The limit's name, as its setting has it (`cpu-time`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Memory => "memory",
+            LimitKind::PluginMemory => "max-plugin-memory",
+            LimitKind::CpuTime => "cpu-time",
+            LimitKind::RunTime => "run-time",
+        }
+    }
+}
+
 /// An error of the wsgate host.
 pub struct Error {
     kind: ErrorKind,
+    /// Which limit, for [`ErrorKind::Limit`].
+    limit: Option<LimitKind>,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     /// The message already says what the cause says (its first line, in
@@ -59,6 +88,7 @@ impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
+            limit: None,
             message: message.into(),
             source: None,
             source_in_message: false,
@@ -84,6 +114,20 @@ impl Error {
     /// The broad class of the error.
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// A plugin stopped at `limit`: an error of kind [`ErrorKind::Limit`].
+    pub(crate) fn limit_hit(limit: LimitKind, message: impl Into<String>) -> Self {
+        Error {
+            limit: Some(limit),
+            ..Error::new(ErrorKind::Limit, message)
+        }
+    }
+
+    /// Which limit stopped the plugin, for an error of kind
+    /// [`ErrorKind::Limit`]; `None` for any other.
+    pub fn limit(&self) -> Option<LimitKind> {
+        self.limit
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {

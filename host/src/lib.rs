@@ -95,7 +95,7 @@ pub mod settings;
 mod tls;
 
 pub use connect::{ConnectConfig, ConnectConfigBuilder};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, LimitKind};
 pub use host_name::{HostName, HostNameError};
 pub use limits::Limits;
 pub use race::{CommitStage, EchMode};

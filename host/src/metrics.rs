@@ -6,6 +6,7 @@
 //! configuration), an HTTP status the host answers with, how a session
 //! ended. Nothing a client sends becomes a label.
 
+use crate::error::LimitKind;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -25,6 +26,11 @@ struct RouteLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +77,7 @@ pub(crate) struct Metrics {
     sessions: Family<RouteLabel, Counter>,
     ended: Family<EndLabel, Counter>,
     answers: Family<StatusLabel, Counter>,
+    limits: Family<KindLabel, Counter>,
     instantiation: Histogram,
 }
 
@@ -106,6 +113,12 @@ impl Metrics {
             "Requests the host answered itself, without a plugin, by HTTP status",
             answers.clone(),
         );
+        let limits = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "limits_hit",
+            "Plugins stopped at one of their limits, by the limit (memory, max-plugin-memory, cpu-time, run-time)",
+            limits.clone(),
+        );
         // 5 µs to about 20 ms.
         let instantiation = Histogram::new(exponential_buckets(5e-6, 2.0, 12));
         registry.register_with_unit(
@@ -127,6 +140,7 @@ impl Metrics {
             sessions,
             ended,
             answers,
+            limits,
             instantiation,
         }
     }
@@ -153,6 +167,11 @@ impl Metrics {
                 outcome: outcome.label(),
             })
             .inc();
+    }
+
+    /// A plugin was stopped at `limit`.
+    pub(crate) fn limit_hit(&self, limit: LimitKind) {
+        self.limits.get_or_create(&KindLabel { kind: limit.as_str() }).inc();
     }
 
     /// The host answered a request with `status` itself.
@@ -189,6 +208,7 @@ mod tests {
         m.session_started("echo");
         m.session_ended("echo", Outcome::Trap);
         m.answered(404);
+        m.limit_hit(LimitKind::CpuTime);
         m.instantiated(Duration::from_micros(30));
         let text = m.encode();
         assert!(text.contains("wsgate_sessions_total{route=\"echo\"} 2\n"), "{text}");
@@ -198,6 +218,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("wsgate_host_answers_total{status=\"404\"} 1\n"), "{text}");
+        assert!(
+            text.contains("wsgate_limits_hit_total{kind=\"cpu-time\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("wsgate_instantiation_seconds_count 1\n"), "{text}");
         assert!(
             text.contains("# TYPE wsgate_instantiation_seconds histogram\n"),

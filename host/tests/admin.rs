@@ -19,15 +19,15 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsgate_host::{ConnectConfig, Gateway, Settings};
 
 /// A gateway serving the probe plugin as route `probe` for the Host
-/// `127.0.0.1`, at most two sessions at once and 16 MiB an instance, with
-/// an admin listener; serving in the background of the current runtime.
+/// `127.0.0.1`, at most two sessions at once, 16 MiB and 300 ms of CPU an
+/// instance, with an admin listener; serving in the background of the current runtime.
 /// Its client address and its admin address.
 fn start() -> (SocketAddr, SocketAddr) {
     let probe = plugin("gateway-probe");
     let toml = format!(
         "[serve]\nmax-sessions = 2\nidle-timeout = 0\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\n\
-         [limits]\nmemory = 16\ncpu-time = 0\nrun-time = 0\n\n\
+         [limits]\nmemory = 16\ncpu-time = 300\nrun-time = 0\n\n\
          [[listener]]\naddress = \"127.0.0.1:0\"\n\n\
          [[route]]\nname = \"probe\"\nhost = \"127.0.0.1\"\nplugin = {:?}\n",
         probe.display().to_string()
@@ -130,6 +130,9 @@ fn metrics_count_what_the_scripted_sessions_did() {
         // A plugin over its memory limit: Close 1011, a limit.
         let mut hog = connect(addr, "/memory").await;
         assert_eq!(close_code(&mut hog).await, Some(CloseCode::Error));
+        // A plugin over its CPU time: the same, another limit.
+        let mut spinner = connect(addr, "/cpu").await;
+        assert_eq!(close_code(&mut spinner).await, Some(CloseCode::Error));
         // No route for another Host: 404, no session.
         assert_eq!(status(&upgrade(addr, "elsewhere.test").await), "404");
         // A second healthy session fills the limit of two: the next is 503.
@@ -158,7 +161,7 @@ fn metrics_count_what_the_scripted_sessions_did() {
         }
         let count = |name: &str| sample(&after, name).unwrap_or_else(|| panic!("no {name} in\n{after}"));
         assert_eq!(count("wsgate_sessions_active{route=\"probe\"}"), 0.0);
-        assert_eq!(count("wsgate_sessions_total{route=\"probe\"}"), 4.0);
+        assert_eq!(count("wsgate_sessions_total{route=\"probe\"}"), 5.0);
         assert_eq!(
             count("wsgate_sessions_ended_total{route=\"probe\",outcome=\"done\"}"),
             2.0
@@ -169,13 +172,16 @@ fn metrics_count_what_the_scripted_sessions_did() {
         );
         assert_eq!(
             count("wsgate_sessions_ended_total{route=\"probe\",outcome=\"limit\"}"),
-            1.0
+            2.0
         );
+        assert_eq!(count("wsgate_limits_hit_total{kind=\"memory\"}"), 1.0);
+        assert_eq!(count("wsgate_limits_hit_total{kind=\"cpu-time\"}"), 1.0);
+        assert_eq!(sample(&after, "wsgate_limits_hit_total{kind=\"run-time\"}"), None);
         assert_eq!(count("wsgate_host_answers_total{status=\"404\"}"), 1.0);
         assert_eq!(count("wsgate_host_answers_total{status=\"503\"}"), 1.0);
         assert_eq!(sample(&after, "wsgate_host_answers_total{status=\"400\"}"), None);
         // Every session's instance was made once.
-        assert_eq!(count("wsgate_instantiation_seconds_count"), 4.0);
+        assert_eq!(count("wsgate_instantiation_seconds_count"), 5.0);
         assert!(
             after.contains("# TYPE wsgate_instantiation_seconds histogram\n"),
             "{after}"

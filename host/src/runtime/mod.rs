@@ -32,7 +32,7 @@ mod pool;
 
 use crate::connect::bindings::{Client, ClientPre};
 use crate::connect::{self, ConnectConfig, ConnectCtx, ConnectCtxView, ConnectView};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, LimitKind};
 use crate::limits::{CpuExhausted, CpuMeter, Limits, MemoryBudget, MemoryLimiter, Metered, bytes, human};
 use crate::sessions::bindings::{Gateway, GatewayPre};
 use crate::sessions::{self, Session};
@@ -479,8 +479,8 @@ async fn bounded<T>(
 ) -> Result<T, Error> {
     match run_time {
         Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-            Err(Error::new(
-                ErrorKind::Limit,
+            Err(Error::limit_hit(
+                LimitKind::RunTime,
                 format!("`{}` ran past its run-time limit of {}", plugin.name, human(limit)),
             ))
         }),
@@ -495,8 +495,8 @@ fn memory_error(plugin: &Plugin, state: &PluginState, e: Error) -> Error {
         return e;
     }
     if let Some(budget) = state.memory.spent_budget() {
-        return Error::new(
-            ErrorKind::Limit,
+        return Error::limit_hit(
+            LimitKind::PluginMemory,
             format!(
                 "`{}` ran out of memory: the gateway's plugin memory ({}, all instances together) is in use",
                 plugin.name,
@@ -505,8 +505,8 @@ fn memory_error(plugin: &Plugin, state: &PluginState, e: Error) -> Error {
         );
     }
     match state.memory.refused() {
-        Some(desired) => Error::new(
-            ErrorKind::Limit,
+        Some(desired) => Error::limit_hit(
+            LimitKind::Memory,
             format!(
                 "`{}` ran out of memory: it asked for {} of linear memory in all, its limit is {}",
                 plugin.name,
@@ -599,7 +599,7 @@ fn wasm_error(kind: ErrorKind, what: &str, e: wasmtime::Error) -> Error {
 fn run_error(plugin: &Plugin, e: wasmtime::Error) -> Error {
     if let Some(cpu) = e.downcast_ref::<CpuExhausted>() {
         let message = format!("`{}` {cpu}", plugin.name);
-        return Error::new(ErrorKind::Limit, message).with_stated_source(e);
+        return Error::limit_hit(LimitKind::CpuTime, message).with_stated_source(e);
     }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         let message = format!("`{}`: {trap}", plugin.name);

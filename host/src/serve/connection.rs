@@ -279,6 +279,11 @@ async fn connection(
         shared.metrics.instantiated(took);
     }
     shared.metrics.session_ended(&route.name, ending.outcome());
+    if let Ending::Failed(e) = &ending
+        && let Some(limit) = e.limit()
+    {
+        shared.metrics.limit_hit(limit);
+    }
     let times = Times { started, instantiated };
     finish(ending, writer, peer, route, times, shared.verbose).await;
 }
