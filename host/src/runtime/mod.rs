@@ -536,6 +536,18 @@ fn open_cache(dir: &Path) -> Result<CodeCache, Error> {
     })
 }
 
+/// Makes an instance with `make`, its startup code not interrupted to
+/// yield (see [`Runtime::store`]'s epoch callback).
+async fn uninterrupted<T>(
+    store: &mut Store<PluginState>,
+    make: impl AsyncFnOnce(&mut Store<PluginState>) -> wasmtime::Result<T>,
+) -> wasmtime::Result<T> {
+    store.data_mut().instantiating = true;
+    let made = make(&mut *store).await;
+    store.data_mut().instantiating = false;
+    made
+}
+
 /// Instantiates a gateway plugin and calls its `handle` with `session`.
 async fn instantiate_and_handle(
     plugin: &Plugin,
@@ -545,10 +557,9 @@ async fn instantiate_and_handle(
     instantiated: &mut Option<Duration>,
 ) -> Result<Result<(), String>, Error> {
     let started = Instant::now();
-    store.data_mut().instantiating = true;
-    let made = pre.instantiate_async(&mut *store).await;
-    store.data_mut().instantiating = false;
-    let gateway: Gateway = made.map_err(|e| run_error(plugin, e))?;
+    let gateway: Gateway = uninterrupted(store, async |store| pre.instantiate_async(store).await)
+        .await
+        .map_err(|e| run_error(plugin, e))?;
     *instantiated = Some(started.elapsed());
     let session = store
         .data_mut()
@@ -570,10 +581,9 @@ async fn instantiate_and_run(
     times: &mut (Duration, Duration),
 ) -> Result<i32, Error> {
     let started = Instant::now();
-    store.data_mut().instantiating = true;
-    let made = pre.instantiate_async(&mut *store).await;
-    store.data_mut().instantiating = false;
-    let client: Client = made.map_err(|e| run_error(plugin, e))?;
+    let client: Client = uninterrupted(store, async |store| pre.instantiate_async(store).await)
+        .await
+        .map_err(|e| run_error(plugin, e))?;
     times.0 = started.elapsed();
 
     let started = Instant::now();
