@@ -12,14 +12,15 @@
 //! limit still answers its probes.
 
 use super::Shared;
+use super::answer::{TEXT, answer_and_close, http_response};
 use super::head::read_head;
 use crate::metrics::CONTENT_TYPE;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// The largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
@@ -45,46 +46,34 @@ pub(super) async fn admin_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Reads one request and answers it, bounded by [`EXCHANGE_TIMEOUT`].
+/// Reads one request and answers it, all within [`EXCHANGE_TIMEOUT`].
 async fn answer(mut stream: TcpStream, shared: Arc<Shared>) {
-    let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, async {
-        let Ok((head, _)) = read_head(&mut stream, MAX_HEAD, EXCHANGE_TIMEOUT).await else {
-            return Ok(());
-        };
-        let (status, content_type, body) = respond(&head.method, head.path(), &shared);
-        let mut answer = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        if head.method != "HEAD" {
-            answer.extend_from_slice(body.as_bytes());
-        }
-        stream.write_all(&answer).await?;
-        stream.shutdown().await?;
-        // Read what the client still sends, so that closing does not reset
-        // the connection under its answer.
-        let mut sink = [0u8; 1024];
-        while stream.read(&mut sink).await? > 0 {}
-        Ok::<(), std::io::Error>(())
-    })
-    .await;
+    let deadline = Instant::now() + EXCHANGE_TIMEOUT;
+    let Ok((head, _)) = read_head(&mut stream, MAX_HEAD, EXCHANGE_TIMEOUT).await else {
+        return;
+    };
+    let (code, reason, content_type, body) = respond(&head.method, head.path(), &shared);
+    let mut answer = http_response(code, reason, content_type, &body);
+    if head.method == "HEAD" {
+        answer.truncate(answer.len() - body.len());
+    }
+    answer_and_close(&mut stream, &answer, deadline.saturating_duration_since(Instant::now())).await;
 }
 
-const TEXT: &str = "text/plain; charset=utf-8";
-
-/// The status line, content type and body for `method` on `path`.
-fn respond(method: &str, path: &str, shared: &Shared) -> (&'static str, &'static str, String) {
+/// The status, its reason, the content type and the body for `method` on
+/// `path`.
+fn respond(method: &str, path: &str, shared: &Shared) -> (u16, &'static str, &'static str, String) {
     if method != "GET" && method != "HEAD" {
-        return ("405 Method Not Allowed", TEXT, "only GET\n".into());
+        return (405, "Method Not Allowed", TEXT, "only GET\n".into());
     }
     match path {
-        "/metrics" => ("200 OK", CONTENT_TYPE, shared.metrics.encode()),
-        "/healthz" => ("200 OK", TEXT, "ok\n".into()),
-        "/readyz" if shared.draining.load(Ordering::Acquire) => ("503 Service Unavailable", TEXT, "draining\n".into()),
-        "/readyz" => ("200 OK", TEXT, "ready\n".into()),
+        "/metrics" => (200, "OK", CONTENT_TYPE, shared.metrics.encode()),
+        "/healthz" => (200, "OK", TEXT, "ok\n".into()),
+        "/readyz" if shared.draining.load(Ordering::Acquire) => (503, "Service Unavailable", TEXT, "draining\n".into()),
+        "/readyz" => (200, "OK", TEXT, "ready\n".into()),
         _ => (
-            "404 Not Found",
+            404,
+            "Not Found",
             TEXT,
             "no such endpoint: /metrics, /healthz, /readyz\n".into(),
         ),

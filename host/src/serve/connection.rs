@@ -2,7 +2,7 @@
 //! head, a route and a place among the sessions, the plugin's instance,
 //! and the host's goodbye.
 
-use super::answer::{close_frame, http_error};
+use super::answer::{answer_and_close, close_frame, http_error};
 use super::client::{self, Activity, ClientStream, ClientWriter};
 use super::head::{self, read_head};
 use super::route;
@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -356,32 +355,12 @@ async fn idle_for(activity: &Activity, timeout: Option<Duration>) -> Duration {
     }
 }
 
-/// Answers with an HTTP error and closes.
-///
-/// Then it reads what the client still sends (the rest of an oversized
-/// head, a pipelined request), up to [`DRAIN_LIMIT`] bytes within the
-/// goodbye's time: closing a socket with unread input makes the kernel
-/// send a reset, and a client that gets one may drop the answer unread.
+/// Answers with an HTTP error and closes, the client's remaining input
+/// read first (see [`answer_and_close`]).
 async fn refuse(shared: &Shared, stream: &mut ClientStream, code: u16, reason: &str, detail: &str) {
     shared.metrics.answered(code);
-    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, async {
-        stream.write_all(&http_error(code, reason, detail)).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 4096];
-        let mut drained = 0;
-        while drained < DRAIN_LIMIT {
-            match stream.read(&mut sink).await? {
-                0 => break,
-                n => drained += n,
-            }
-        }
-        Ok::<(), std::io::Error>(())
-    })
-    .await;
+    answer_and_close(stream, &http_error(code, reason, detail), GOODBYE_TIMEOUT).await;
 }
-
-/// The most a refused client's remaining input is read before closing.
-const DRAIN_LIMIT: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
