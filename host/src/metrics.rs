@@ -151,16 +151,21 @@ impl Metrics {
             route: route.to_owned(),
         };
         self.sessions.get_or_create(&label).inc();
-        self.sessions_active.get_or_create(&label).inc();
     }
 
-    /// A session of `route` ended so.
-    pub(crate) fn session_ended(&self, route: &str, outcome: Outcome) {
+    /// `route` has `open` sessions now: read from the gateway's own count
+    /// of them (the places its session limit hands out) when the metrics
+    /// are read, rather than kept a second time.
+    pub(crate) fn set_active(&self, route: &str, open: usize) {
         self.sessions_active
             .get_or_create(&RouteLabel {
                 route: route.to_owned(),
             })
-            .dec();
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
+    /// A session of `route` ended so.
+    pub(crate) fn session_ended(&self, route: &str, outcome: Outcome) {
         self.ended
             .get_or_create(&EndLabel {
                 route: route.to_owned(),
@@ -207,6 +212,7 @@ mod tests {
         m.session_started("echo");
         m.session_started("echo");
         m.session_ended("echo", Outcome::Trap);
+        m.set_active("echo", 1);
         m.answered(404);
         m.limit_hit(LimitKind::CpuTime);
         m.instantiated(Duration::from_micros(30));

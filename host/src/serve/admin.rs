@@ -67,7 +67,7 @@ fn respond(method: &str, path: &str, shared: &Shared) -> (u16, &'static str, &'s
         return (405, "Method Not Allowed", TEXT, "only GET\n".into());
     }
     match path {
-        "/metrics" => (200, "OK", CONTENT_TYPE, shared.metrics.encode()),
+        "/metrics" => (200, "OK", CONTENT_TYPE, shared.metrics_text()),
         "/healthz" => (200, "OK", TEXT, "ok\n".into()),
         "/readyz" if shared.draining.load(Ordering::Acquire) => (503, "Service Unavailable", TEXT, "draining\n".into()),
         "/readyz" => (200, "OK", TEXT, "ready\n".into()),

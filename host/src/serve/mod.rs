@@ -102,6 +102,18 @@ struct Shared {
     draining: AtomicBool,
 }
 
+impl Shared {
+    /// The metrics as `/metrics` shows them, the sessions open per route
+    /// read from the routes' own counts.
+    fn metrics_text(&self) -> String {
+        for route in &self.routes {
+            self.metrics
+                .set_active(&route.name, route.sessions.load(Ordering::Acquire));
+        }
+        self.metrics.encode()
+    }
+}
+
 struct Route {
     name: String,
     matcher: Matcher,
