@@ -108,6 +108,21 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
+/// `/metrics` once `active` sessions are open on route `probe`: a session
+/// ends just after its last frame leaves, so this reads until it is
+/// counted, a bounded number of times (no timing asserted).
+async fn settle(admin: SocketAddr, active: f64) -> String {
+    let mut text = metrics(admin).await;
+    for _ in 0..500 {
+        if sample(&text, "wsgate_sessions_active{route=\"probe\"}") == Some(active) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        text = metrics(admin).await;
+    }
+    panic!("{active} sessions never settled:\n{text}")
+}
+
 #[test]
 fn metrics_count_what_the_scripted_sessions_did() {
     bounded(async {
@@ -124,15 +139,20 @@ fn metrics_count_what_the_scripted_sessions_did() {
         // A healthy session, held open.
         let mut first = connect(addr, "/echo").await;
         echo_once(&mut first, "one").await;
-        // A plugin that traps after its 101: Close 1011.
+        // A plugin that traps after its 101: Close 1011. Its slot is
+        // given back just after the Close leaves, so each faulted session
+        // is waited out before the next takes the limit's second place.
         let mut trapped = connect(addr, "/trap-after-upgrade").await;
         assert_eq!(close_code(&mut trapped).await, Some(CloseCode::Error));
+        settle(admin, 1.0).await;
         // A plugin over its memory limit: Close 1011, a limit.
         let mut hog = connect(addr, "/memory").await;
         assert_eq!(close_code(&mut hog).await, Some(CloseCode::Error));
+        settle(admin, 1.0).await;
         // A plugin over its CPU time: the same, another limit.
         let mut spinner = connect(addr, "/cpu").await;
         assert_eq!(close_code(&mut spinner).await, Some(CloseCode::Error));
+        settle(admin, 1.0).await;
         // No route for another Host: 404, no session.
         assert_eq!(status(&upgrade(addr, "elsewhere.test").await), "404");
         // A second healthy session fills the limit of two: the next is 503.
@@ -148,17 +168,8 @@ fn metrics_count_what_the_scripted_sessions_did() {
         close(first).await;
         close(second).await;
 
-        // The two healthy sessions end just after their close handshakes:
-        // read until they are counted, a bounded number of times (no
-        // timing asserted).
-        let mut after = metrics(admin).await;
-        for _ in 0..500 {
-            if sample(&after, "wsgate_sessions_active{route=\"probe\"}") == Some(0.0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            after = metrics(admin).await;
-        }
+        // The two healthy sessions end just after their close handshakes.
+        let after = settle(admin, 0.0).await;
         let count = |name: &str| sample(&after, name).unwrap_or_else(|| panic!("no {name} in\n{after}"));
         assert_eq!(count("wsgate_sessions_active{route=\"probe\"}"), 0.0);
         assert_eq!(count("wsgate_sessions_total{route=\"probe\"}"), 5.0);
