@@ -41,6 +41,11 @@ pub enum ErrorKind {
     /// [`close_timeout`](crate::ClientConfig::close_timeout). Nothing was
     /// consumed: after a timeout of `recv`, the session is still usable.
     Timeout,
+    /// The gateway is going away (it drains before it stops), and the
+    /// plugin asked to be told rather than have the SDK close with 1001
+    /// (see [`ServerConfig::close_on_going_away`](crate::ServerConfig::close_on_going_away)).
+    /// Reported once; the session stays usable and should be closed soon.
+    GoingAway,
 }
 
 impl ErrorKind {
@@ -56,6 +61,7 @@ impl ErrorKind {
             ErrorKind::Utf8 => "invalid UTF-8",
             ErrorKind::Connect => "connect failed",
             ErrorKind::Timeout => "timed out",
+            ErrorKind::GoingAway => "the gateway is going away",
         }
     }
 }
@@ -154,6 +160,11 @@ impl Error {
         let mut e = Error::with(ErrorKind::Timeout, what);
         e.inner.source = err.map(|err| Box::new(err) as Box<dyn std::error::Error + Send + Sync>);
         e
+    }
+
+    /// The gateway's drain, for a plugin that handles it itself.
+    pub(crate) fn going_away() -> Error {
+        Error::with(ErrorKind::GoingAway, "the gateway is draining")
     }
 
     /// An error of a read: a timeout (`WouldBlock`, which is how a socket

@@ -66,7 +66,7 @@ pub mod bindings {
             "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
             "wasi:clocks/wall-clock@0.2.12": wasip2::clocks::wall_clock,
             "wasi:random/random@0.2.12": wasip2::random::random,
-            "wsgate:connect/types@0.2.1": crate::wasm::bindings::wsgate::connect::types,
+            "wsgate:connect/types@0.2.2": crate::wasm::bindings::wsgate::connect::types,
         },
         // The module's own section has the world without its export; the
         // export and its section come with the macro, in the plugin.
@@ -170,8 +170,9 @@ impl Session {
         let taken = || Error::from(io::Error::other("the session's streams were taken already"));
         let input = self.inner.input().map_err(|()| taken())?;
         let output = self.inner.output().map_err(|()| taken())?;
+        let going_away = self.inner.going_away();
         Ok(SessionStream {
-            streams: Streams::new(input, output),
+            streams: Streams::new(input, output).with_going_away(going_away),
             session: self.inner,
         })
     }
@@ -241,6 +242,10 @@ impl Transport for SessionStream {
 impl Subscribe for SessionStream {
     fn subscribe(&self) -> Pollable {
         self.streams.subscribe()
+    }
+
+    fn going_away(&self) -> Option<&Pollable> {
+        self.streams.going_away()
     }
 }
 

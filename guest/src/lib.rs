@@ -116,7 +116,7 @@ pub use error::{Error, ErrorKind};
 pub use handshake::{Request, Response, read_response};
 pub use message::{CloseFrame, MAX_CLOSE_REASON, Message, is_valid_close_code};
 pub use server::ServerConfig;
-pub use transport::Transport;
+pub use transport::{GoingAway, Transport};
 pub use url::Url;
 pub use websocket::WebSocket;
 

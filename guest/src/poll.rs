@@ -53,6 +53,14 @@ pub trait Subscribe {
     /// A pollable that is ready once a read would not wait: bytes arrived,
     /// or the stream ended.
     fn subscribe(&self) -> Pollable;
+
+    /// A pollable ready once the gateway is going away, for a
+    /// [`SessionStream`](crate::SessionStream) whose reads have not said
+    /// so yet; `None` for other streams. A [`Poller`] waits on it too, so
+    /// that the session hears of the drain while it waits on others.
+    fn going_away(&self) -> Option<&Pollable> {
+        None
+    }
 }
 
 /// What a [`Poller`] waits on: a [`WebSocket`] over a [`Subscribe`]
@@ -71,6 +79,10 @@ pub trait Selectable {
     fn recv_once(&mut self) -> Result<Option<Message>, Error>;
     /// A pollable ready once the stream can be read without waiting.
     fn subscribe(&self) -> Pollable;
+    /// The stream's [`Subscribe::going_away`].
+    fn going_away(&self) -> Option<&Pollable> {
+        None
+    }
     /// Flushes what was sent (see [`WebSocket::flush`]): done for every
     /// session before the poller waits.
     fn flush(&mut self) -> Result<(), Error>;
@@ -97,6 +109,10 @@ impl<S: Transport + Subscribe> Selectable for WebSocket<S> {
         self.get_ref().subscribe()
     }
 
+    fn going_away(&self) -> Option<&Pollable> {
+        self.get_ref().going_away()
+    }
+
     fn flush(&mut self) -> Result<(), Error> {
         WebSocket::flush(self)
     }
@@ -110,7 +126,10 @@ pub enum Event {
     /// [`WebSocket::recv`] does.
     Message(usize, Message),
     /// Receiving on the session at this index failed: it is over (a Close
-    /// with the error's code was sent when it has one).
+    /// with the error's code was sent when it has one). Except for an
+    /// error of kind [`GoingAway`](crate::ErrorKind::GoingAway), which a
+    /// plugin that handles the drain itself gets once, the session still
+    /// open.
     Error(usize, Error),
     /// The timeout passed and no session had a message.
     Timeout,
@@ -174,14 +193,34 @@ impl Poller {
             }
             let pollables: Vec<Pollable> = live.iter().map(|&i| sockets[i].subscribe()).collect();
             let mut waiting: Vec<&Pollable> = pollables.iter().collect();
+            // A session's drain wakes it as its bytes would: its next read
+            // reports it (see `Subscribe::going_away`).
+            let mut draining = Vec::new();
+            for &i in &live {
+                if let Some(going_away) = sockets[i].going_away() {
+                    waiting.push(going_away);
+                    draining.push(i);
+                }
+            }
+            let timer_at = waiting.len();
             waiting.extend(timer.as_ref());
             let ready = wasip2::io::poll::poll(&waiting);
+            drop(waiting);
+            let owner = |r: u32| {
+                let r = r as usize;
+                live.get(r).or_else(|| draining.get(r - live.len())).copied()
+            };
             let mut timed_out = false;
-            for r in ready {
-                let Some(&i) = live.get(r as usize) else {
-                    timed_out = true;
+            for (k, &r) in ready.iter().enumerate() {
+                let Some(i) = owner(r) else {
+                    timed_out |= r as usize == timer_at;
                     continue;
                 };
+                // Readable and draining at once: one read, which may wait
+                // no more than the first did.
+                if ready[..k].iter().any(|&q| owner(q) == Some(i)) {
+                    continue;
+                }
                 match sockets[i].recv_once() {
                     Ok(Some(message)) => return self.message(i, message),
                     Ok(None) => {}

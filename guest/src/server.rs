@@ -516,6 +516,7 @@ pub struct ServerConfig {
     pub(crate) max_request_head: usize,
     pub(crate) deflate: Option<DeflateConfig>,
     pub(crate) invalid: Option<String>,
+    pub(crate) close_on_going_away: bool,
 }
 
 impl Default for ServerConfig {
@@ -529,6 +530,7 @@ impl Default for ServerConfig {
             max_request_head: DEFAULT_MAX_HEAD,
             deflate: None,
             invalid: None,
+            close_on_going_away: true,
         }
     }
 }
@@ -568,6 +570,19 @@ impl ServerConfig {
             Some(problem) => self.remember(format!("permessage-deflate: {problem}")),
             None => self.deflate = Some(deflate),
         }
+        self
+    }
+
+    /// What the session does when the gateway is going away (it drains
+    /// before it stops). With `true` (the default) the SDK sends Close 1001
+    /// "going away" itself at the next wait for the client, and `recv`
+    /// goes on until the client's Close answers it. With `false` the
+    /// plugin handles it: `recv` (or a `Poller`) reports
+    /// one error of kind [`GoingAway`](crate::ErrorKind::GoingAway) and
+    /// the session stays open, to finish what it must and close itself
+    /// before the host's drain timeout closes it.
+    pub fn close_on_going_away(mut self, yes: bool) -> Self {
+        self.close_on_going_away = yes;
         self
     }
 

@@ -42,6 +42,31 @@ pub trait Transport: Read + Write {
     }
 }
 
+/// The error a gateway session's stream fails one read with once the
+/// gateway is going away (it drains before it stops): a
+/// [`Transport`]'s read returns `io::Error::other(GoingAway)`, having
+/// consumed nothing. The [`WebSocket`](crate::WebSocket) over it then
+/// closes with 1001 by itself, or reports it as an error of kind
+/// [`GoingAway`](crate::ErrorKind::GoingAway) when the plugin handles it
+/// (see [`ServerConfig::close_on_going_away`](crate::ServerConfig::close_on_going_away)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoingAway;
+
+impl std::fmt::Display for GoingAway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the gateway is going away")
+    }
+}
+
+impl std::error::Error for GoingAway {}
+
+impl GoingAway {
+    /// Whether `err` is the read error that says so.
+    pub fn is(err: &io::Error) -> bool {
+        err.get_ref().is_some_and(|inner| inner.is::<GoingAway>())
+    }
+}
+
 /// What [`Transport::read_chunk`] reads at most by default: large enough
 /// that a big message takes few reads.
 const DEFAULT_CHUNK: usize = 64 << 10;

@@ -13,6 +13,7 @@
 use crate::error::Error;
 use crate::handshake::{Request, read_response};
 use crate::poll::Subscribe;
+use crate::transport::GoingAway;
 use crate::url::Url;
 use crate::{ClientConfig, Transport, WebSocket};
 use std::io::{self, Read, Write};
@@ -151,7 +152,15 @@ pub(crate) struct Streams {
     input: InputStream,
     output: Output,
     read_timeout: Option<Duration>,
+    /// A gateway session's `going-away` pollable, until a read reported it.
+    going_away: Option<Pollable>,
+    /// Reads since the last look at `going_away`.
+    reads: u32,
 }
+
+/// A session that always has bytes to read never waits, so the drain is
+/// looked at every this many reads as well as at every wait.
+const GOING_AWAY_EVERY: u32 = 16;
 
 impl Streams {
     pub(crate) fn new(input: InputStream, output: OutputStream) -> Streams {
@@ -164,7 +173,21 @@ impl Streams {
                 last_burst: 0,
             },
             read_timeout: None,
+            going_away: None,
+            reads: 0,
         }
+    }
+
+    /// These streams, whose reads fail once with [`GoingAway`] when
+    /// `going_away` is ready (a gateway session's).
+    pub(crate) fn with_going_away(mut self, going_away: Pollable) -> Streams {
+        self.going_away = Some(going_away);
+        self
+    }
+
+    /// The `going-away` pollable, while no read has reported it.
+    pub(crate) fn going_away(&self) -> Option<&Pollable> {
+        self.going_away.as_ref()
     }
 
     /// A pollable ready once the input has bytes (or ended).
@@ -192,6 +215,9 @@ impl Streams {
         *buf = Vec::new();
         self.output.push(None)?;
         self.output.release();
+        if self.going_away.is_some() {
+            return self.read_or_going_away(buf, max);
+        }
         if let Some(timeout) = self.read_timeout {
             // Wait for bytes or the timer, whichever comes first.
             let readable = self.input.subscribe();
@@ -213,6 +239,65 @@ impl Streams {
             Err(StreamError::Closed) => Ok(0),
             Err(StreamError::LastOperationFailed(e)) => Err(io::Error::other(e.to_debug_string())),
         }
+    }
+
+    /// A read that also waits on the `going-away` pollable, and fails with
+    /// [`GoingAway`] (once: the pollable is dropped) when it comes first.
+    /// Bytes already there are taken without a wait; the pollable is looked
+    /// at on every wait and every [`GOING_AWAY_EVERY`] reads.
+    fn read_or_going_away(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let Some(going_away) = &self.going_away else {
+            return Ok(0);
+        };
+        self.reads += 1;
+        if self.reads.is_multiple_of(GOING_AWAY_EVERY) && going_away.ready() {
+            return Err(self.gone_away());
+        }
+        let max = u64::try_from(max).unwrap_or(u64::MAX);
+        let first = self.input.read(max);
+        match first {
+            Ok(chunk) if chunk.len() as u64 > max => {
+                return Err(io::Error::other("the host read more bytes than asked"));
+            }
+            Ok(chunk) if !chunk.is_empty() => {
+                *buf = chunk;
+                return Ok(buf.len());
+            }
+            Ok(_) => {}
+            Err(StreamError::Closed) => return Ok(0),
+            Err(StreamError::LastOperationFailed(e)) => return Err(io::Error::other(e.to_debug_string())),
+        }
+        // Nothing there: wait for bytes, the drain or the timer.
+        let readable = self.input.subscribe();
+        let timer = self.read_timeout.map(|timeout| {
+            let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+            wasip2::clocks::monotonic_clock::subscribe_duration(nanos)
+        });
+        let mut waiting = vec![&readable, going_away];
+        waiting.extend(timer.as_ref());
+        let ready = wasip2::io::poll::poll(&waiting);
+        drop(waiting);
+        if !ready.contains(&0) {
+            if ready.contains(&1) {
+                return Err(self.gone_away());
+            }
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
+        }
+        match self.input.blocking_read(max) {
+            Ok(chunk) if chunk.len() as u64 > max => Err(io::Error::other("the host read more bytes than asked")),
+            Ok(chunk) => {
+                *buf = chunk;
+                Ok(buf.len())
+            }
+            Err(StreamError::Closed) => Ok(0),
+            Err(StreamError::LastOperationFailed(e)) => Err(io::Error::other(e.to_debug_string())),
+        }
+    }
+
+    /// The read error that says the gateway is going away; reported once.
+    fn gone_away(&mut self) -> io::Error {
+        self.going_away = None;
+        io::Error::other(GoingAway)
     }
 
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

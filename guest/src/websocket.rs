@@ -13,7 +13,7 @@ use crate::handshake::Response;
 use crate::message::{CloseFrame, Message};
 use crate::server::{Accept, ServerConfig};
 use crate::session::{Role, Session, State, ended};
-use crate::transport::Transport;
+use crate::transport::{GoingAway, Transport};
 
 #[cfg(test)]
 mod tests;
@@ -61,6 +61,9 @@ pub struct WebSocket<S> {
     subprotocol: Option<String>,
     /// Frames were written to the stream since its last flush.
     unflushed: bool,
+    /// Whether the stream's [`GoingAway`] is answered with Close 1001
+    /// (else it is reported).
+    close_on_going_away: bool,
 }
 
 impl<S: Transport> WebSocket<S> {
@@ -92,6 +95,7 @@ impl<S: Transport> WebSocket<S> {
     pub fn from_accept(stream: S, accept: &Accept, leftover: Vec<u8>, config: &ServerConfig) -> Self {
         let mut ws = Self::with_extensions(stream, leftover, Role::Server, &config.limits, accept.deflate());
         ws.subprotocol = accept.subprotocol().map(str::to_owned);
+        ws.close_on_going_away = config.close_on_going_away;
         ws
     }
 
@@ -113,6 +117,7 @@ impl<S: Transport> WebSocket<S> {
             deadline: None,
             subprotocol: None,
             unflushed: false,
+            close_on_going_away: true,
         }
     }
 
@@ -401,11 +406,29 @@ impl<S: Transport> WebSocket<S> {
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Nothing was read: the caller decodes nothing and reads
+                // again (a `recv`), or waits again (a poller).
+                Err(e) if GoingAway::is(&e) => return self.going_away(),
                 // Nothing was consumed: the session stays usable, and a
                 // caller whose read timed out can call `recv` again.
                 Err(e) => return Err(Error::from_read(e)),
             }
         }
+    }
+
+    /// The gateway is going away: Close 1001 unless the plugin handles it,
+    /// once, while the session is open; nothing when it is closing already.
+    fn going_away(&mut self) -> Result<(), Error> {
+        if self.session.state() != State::Open {
+            return Ok(());
+        }
+        if !self.close_on_going_away {
+            return Err(Error::going_away());
+        }
+        self.send(Message::Close(Some(CloseFrame {
+            code: 1001,
+            reason: "going away".to_owned(),
+        })))
     }
 
     /// Writes what the session queued (a message, a Pong, a Close) with one

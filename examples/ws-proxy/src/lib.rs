@@ -261,8 +261,19 @@ fn bridge(
         let by = if from_client { "client" } else { "upstream" };
         match message {
             Message::Text(_) | Message::Binary(_) => match frame_hook(direction, message, max_message, counters) {
-                Verdict::Forward(message) if from_client => up.send(message)?,
-                Verdict::Forward(message) => down.send(message)?,
+                // A side that is closing takes no more messages (RFC 6455
+                // §5.5.1): the client's, when the SDK said 1001 because the
+                // gateway drains, until the client's Close answers it.
+                Verdict::Forward(message) if from_client => {
+                    if up.can_send() {
+                        up.send(message)?;
+                    }
+                }
+                Verdict::Forward(message) => {
+                    if down.can_send() {
+                        down.send(message)?;
+                    }
+                }
                 Verdict::Refuse(code, reason) => {
                     let other = if from_client { "client" } else { "upstream" };
                     let (a, b) = if from_client {

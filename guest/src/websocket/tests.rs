@@ -24,6 +24,9 @@ struct Mock {
     broken: bool,
     /// The calls made, in order.
     calls: Vec<Call>,
+    /// The read at this position fails once with [`GoingAway`], as a
+    /// gateway session's stream does when the gateway drains.
+    going_away: Option<usize>,
 }
 
 /// A call the session made on the stream.
@@ -49,6 +52,7 @@ impl Mock {
             flushes: 0,
             broken: false,
             calls: Vec::new(),
+            going_away: None,
         }
     }
 }
@@ -69,6 +73,10 @@ impl Transport for Mock {
 impl Read for Mock {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.calls.push(Call::Read);
+        if self.going_away == Some(self.pos) {
+            self.going_away = None;
+            return Err(io::Error::other(crate::GoingAway));
+        }
         if self.stall == Some(self.pos) || (self.silent && self.pos == self.input.len()) {
             self.stall = None;
             return Err(io::ErrorKind::WouldBlock.into());
@@ -791,4 +799,54 @@ fn a_server_session_over_a_stream() {
             (OpCode::Close, 0, 1000u16.to_be_bytes().to_vec())
         ]
     );
+}
+
+/// A server session over a stream that says, after the client's first
+/// message, that the gateway is going away; the client answers Close
+/// 1001 after that.
+fn draining_session(config: &crate::server::ServerConfig) -> WebSocket<Mock> {
+    use crate::server::parse_request;
+    use crate::testing::masked_frame;
+    let request = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let (request, _) = parse_request(request.as_bytes(), 1 << 14).unwrap().unwrap();
+    let accept = request.accept(config).unwrap();
+    let hi = masked_frame(true, 0, 1, b"hi", [1, 2, 3, 4]);
+    let at = hi.len();
+    let input = cat(&[hi, masked_frame(true, 0, 8, &1001u16.to_be_bytes(), [5, 6, 7, 8])]);
+    // Reads end at the frames' boundary, where the drain is said.
+    let mut mock = Mock::new(input, at);
+    mock.going_away = Some(at);
+    WebSocket::from_accept(mock, &accept, Vec::new(), config)
+}
+
+#[test]
+fn a_session_closes_with_1001_when_the_gateway_goes_away() {
+    use crate::testing::server_frames;
+    let mut ws = draining_session(&crate::server::ServerConfig::default());
+    assert_eq!(ws.recv().unwrap(), Message::Text("hi".into()));
+    // The drain is not an error: the SDK closes, and the client's answer
+    // is what `recv` returns.
+    assert!(matches!(ws.recv().unwrap(), Message::Close(Some(f)) if f.code == 1001));
+    assert!(!ws.can_recv());
+    let mut close = 1001u16.to_be_bytes().to_vec();
+    close.extend(b"going away");
+    assert_eq!(server_frames(&ws.get_ref().output), vec![(OpCode::Close, 0, close)]);
+}
+
+#[test]
+fn a_plugin_that_handles_the_drain_is_told_once_and_stays_open() {
+    use crate::testing::server_frames;
+    let config = crate::server::ServerConfig::default().close_on_going_away(false);
+    let mut ws = draining_session(&config);
+    assert_eq!(ws.recv().unwrap(), Message::Text("hi".into()));
+    assert_eq!(ws.recv().unwrap_err().kind(), ErrorKind::GoingAway);
+    // Nothing was sent, and the session goes on.
+    assert!(ws.get_ref().output.is_empty());
+    assert!(ws.can_send());
+    ws.send(Message::Text("last words".into())).unwrap();
+    assert!(matches!(ws.recv().unwrap(), Message::Close(Some(f)) if f.code == 1001));
+    let sent = server_frames(&ws.get_ref().output);
+    assert_eq!(sent[0], (OpCode::Text, 0, b"last words".to_vec()));
+    assert_eq!(sent[1].0, OpCode::Close);
 }

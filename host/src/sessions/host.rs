@@ -1,11 +1,11 @@
 //! The host side of `wsgate:connect/sessions`: the trait impls that
 //! `bindgen!` asks for.
 
-use super::Session;
 use super::bindings::sessions::{self, Header, RequestHead};
+use super::{GoingAway, Session};
 use crate::connect::{ReadStream, WriteStream};
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable};
 
 impl sessions::Host for ResourceTable {}
 
@@ -55,6 +55,13 @@ impl sessions::HostSession for ResourceTable {
         };
         let stream: DynOutputStream = Box::new(WriteStream::new(budget, writer));
         Ok(Ok(self.push_child(stream, &this)?))
+    }
+
+    async fn going_away(&mut self, this: Resource<Session>) -> wasmtime::Result<Resource<DynPollable>> {
+        let signal = GoingAway(self.get(&this)?.going_away.clone());
+        // Owned by its pollable (deleted with it), a child of the session.
+        let signal = self.push_child(signal, &this)?;
+        wasmtime_wasi::p2::subscribe(self, signal)
     }
 
     async fn drop(&mut self, this: Resource<Session>) -> wasmtime::Result<()> {

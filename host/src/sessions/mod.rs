@@ -12,6 +12,7 @@ mod host;
 
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 /// The request head a client sent, as the plugin gets it.
@@ -49,12 +50,20 @@ pub struct Session {
     reader: Option<ClientInput>,
     writer: Option<ClientOutput>,
     stream_buffer: usize,
+    going_away: watch::Receiver<bool>,
 }
 
 impl Session {
     /// A session described by `info`, over `reader` and `writer`; the host
     /// buffers at most `stream_buffer` bytes of the plugin's output.
-    pub(crate) fn new(info: SessionInfo, reader: ClientInput, writer: ClientOutput, stream_buffer: usize) -> Session {
+    /// `going_away` turns true when the gateway drains.
+    pub(crate) fn new(
+        info: SessionInfo,
+        reader: ClientInput,
+        writer: ClientOutput,
+        stream_buffer: usize,
+        going_away: watch::Receiver<bool>,
+    ) -> Session {
         Session {
             head: info.head,
             client: info.client,
@@ -63,6 +72,20 @@ impl Session {
             reader: Some(reader),
             writer: Some(writer),
             stream_buffer,
+            going_away,
+        }
+    }
+}
+
+/// What a session's `going-away` pollable waits on: the gateway's drain.
+struct GoingAway(watch::Receiver<bool>);
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for GoingAway {
+    async fn ready(&mut self) {
+        if self.0.wait_for(|going| *going).await.is_err() {
+            // The gateway is gone without draining: nothing will come.
+            std::future::pending::<()>().await;
         }
     }
 }

@@ -7,6 +7,9 @@
 //! - `/trap-mid-frame`: answers 101, writes the start of a frame, panics;
 //! - `/memory`: answers 101, then allocates until its memory limit stops it;
 //! - `/cpu`: answers 101, then spins until its CPU limit stops it;
+//! - `/ignore-going-away`: handles the gateway's drain itself: says
+//!   `going away noticed` and goes on echoing, never closing (the host
+//!   closes it at its drain timeout);
 //! - a path ending in `/info`: answers 101, sends one text message saying what the host gave
 //!   it (route, SNI name, path), then echoes;
 //! - anything else: a WebSocket echo until the client closes.
@@ -37,6 +40,20 @@ fn handle(session: Session) -> Result<(), Error> {
     }
     let route = session.route();
     let server_name = session.server_name();
+    if target == "/ignore-going-away" {
+        let mut ws = session.accept(&ServerConfig::default().close_on_going_away(false))?;
+        loop {
+            match ws.recv() {
+                Ok(Message::Text(text)) => ws.send(Message::Text(text))?,
+                Ok(Message::Close(_)) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == wsgate_guest::ErrorKind::GoingAway => {
+                    ws.send(Message::Text("going away noticed".into()))?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let mut ws = session.accept(&ServerConfig::default())?;
     match target.as_str() {
         "/trap-after-upgrade" => panic!("gateway-probe: trap after the upgrade, as asked"),
