@@ -102,5 +102,5 @@ pub use race::{CommitStage, EchMode};
 pub use report::LogSink;
 pub use resolve::{Override, ParseOverrideError};
 pub use runtime::{Outcome, Plugin, PoolUsage, RunOptions, Runtime};
-pub use serve::{Gateway, PoolWatch};
+pub use serve::{ConfigSource, Drained, Gateway, PoolWatch, Reloader};
 pub use settings::Settings;

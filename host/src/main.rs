@@ -23,8 +23,19 @@ enum Command {
     /// Run a client plugin (a wasm32-wasip2 component) to completion.
     Run(RunArgs),
     /// Serve clients' WebSocket sessions, each with a fresh instance of its
-    /// route's gateway plugin, until SIGINT or SIGTERM.
+    /// route's gateway plugin, until SIGINT or SIGTERM (then drain); SIGHUP
+    /// reloads the configuration.
     Serve(ServeArgs),
+    /// Ask a running `wsgate serve` to reload its configuration, through
+    /// its admin listener (as SIGHUP does); prints the answer.
+    Reload(ReloadArgs),
+}
+
+#[derive(Args, Debug)]
+struct ReloadArgs {
+    /// The gateway's admin listener (`[admin] listen`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin: std::net::SocketAddr,
 }
 
 #[derive(Args, Debug)]
@@ -130,6 +141,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args).map(|()| 0),
+        Command::Reload(args) => reload(&args),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
@@ -176,53 +188,131 @@ fn connect_config(settings: &Settings, args: &CommonArgs) -> Result<wsgate_host:
     config.build()
 }
 
+/// `serve`'s settings: the file's, with the flags on top (read again at
+/// each reload).
+fn serve_settings(args: &ServeArgs) -> Result<Settings, Error> {
+    let settings = settings(&args.common)?;
+    let mut over = Settings::default();
+    over.serve = args.serve.clone();
+    over.admin = args.admin.clone();
+    let tls: Vec<CertificateSettings> = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => vec![CertificateSettings {
+            cert: Some(cert.clone()),
+            key: Some(key.clone()),
+        }],
+        _ => Vec::new(),
+    };
+    over.listener = args
+        .listen
+        .iter()
+        .map(|address| ListenerSettings {
+            address: Some(*address),
+            tls: tls.clone(),
+        })
+        .collect();
+    if let Some(plugin) = &args.plugin {
+        over.route.push(RouteSettings {
+            plugin: Some(plugin.clone()),
+            args: args.common.args.clone(),
+            ..RouteSettings::default()
+        });
+    } else if !args.common.args.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "arguments after `--` are for the plugin given on the command line, and none is given",
+        ));
+    }
+    let settings = settings.merge(over);
+    Ok(settings)
+}
+
 fn serve(args: ServeArgs) -> Result<(), Error> {
+    let args = std::sync::Arc::new(args);
     tokio_runtime()?.block_on(async move {
-        let settings = settings(&args.common)?;
-        let mut over = Settings::default();
-        over.serve = args.serve.clone();
-        over.admin = args.admin.clone();
-        let tls: Vec<CertificateSettings> = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => vec![CertificateSettings {
-                cert: Some(cert.clone()),
-                key: Some(key.clone()),
-            }],
-            _ => Vec::new(),
-        };
-        over.listener = args
-            .listen
-            .iter()
-            .map(|address| ListenerSettings {
-                address: Some(*address),
-                tls: tls.clone(),
-            })
-            .collect();
-        if let Some(plugin) = &args.plugin {
-            over.route.push(RouteSettings {
-                plugin: Some(plugin.clone()),
-                args: args.common.args.clone(),
-                ..RouteSettings::default()
-            });
-        } else if !args.common.args.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "arguments after `--` are for the plugin given on the command line, and none is given",
-            ));
-        }
-        let settings = settings.merge(over);
+        let settings = serve_settings(&args)?;
         let config = connect_config(&settings, &args.common)?;
         let cache = cache_dir(&args.common);
         let gateway = Gateway::bind(&settings, config.clone(), cache.as_deref(), args.common.verbose)?;
         for line in gateway.describe() {
             eprintln!("wsgate: {line}");
         }
+        // A reload reads the file and the flags again; the race's memory
+        // and the logs carry on from the configuration before.
+        let previous = std::sync::Mutex::new(config.clone());
+        let reread = args.clone();
+        gateway.reload_from(Box::new(move || {
+            let settings = serve_settings(&reread)?;
+            let mut previous = previous.lock().unwrap_or_else(|e| e.into_inner());
+            let config = settings.connect_builder().continuing(&previous).build()?;
+            *previous = config.clone();
+            Ok((settings, config))
+        }));
+        let hangups = tokio::spawn(reload_on_sighup(gateway.reloader()));
         let saver = tokio::spawn(save_memory_every_minute(config.clone()));
-        gateway.serve(stop_signal()).await;
+        let drained = gateway.serve(stop_signal()).await;
+        hangups.abort();
         saver.abort();
         save_memory(config).await;
-        eprintln!("wsgate: stopped");
+        eprintln!("wsgate: drained: {drained}");
         Ok(())
     })
+}
+
+/// Reloads the configuration at every SIGHUP (the gateway says how it
+/// went).
+async fn reload_on_sighup(reloader: wsgate_host::Reloader) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let _ = reloader.reload().await;
+    }
+}
+
+/// `wsgate reload`: POST /reload on the admin listener, the answer's body
+/// printed; 0 when the gateway put the configuration in force.
+fn reload(args: &ReloadArgs) -> Result<i32, Error> {
+    use std::io::{Read, Write};
+    // A reload compiles plugins: it may take a while.
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    let io = |what: &str, e: std::io::Error| {
+        Error::new(ErrorKind::Io, format!("{what} the admin listener at {}", args.admin)).with_source(e)
+    };
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&args.admin, Duration::from_secs(5)).map_err(|e| io("cannot reach", e))?;
+    let _ = stream.set_read_timeout(Some(TIMEOUT));
+    let _ = stream.set_write_timeout(Some(TIMEOUT));
+    let request = format!(
+        "POST /reload HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        args.admin
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| io("cannot write to", e))?;
+    let mut answer = Vec::new();
+    // Bounded by the admin listener, which closes after one answer, and
+    // by the read timeout.
+    stream
+        .take(1 << 20)
+        .read_to_end(&mut answer)
+        .map_err(|e| io("no answer from", e))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    eprint!("wsgate: {body}");
+    match status {
+        "200" => Ok(0),
+        "422" => Ok(1),
+        _ => Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "the admin listener at {} answered `{}`",
+                args.admin,
+                head.lines().next().unwrap_or("")
+            ),
+        )),
+    }
 }
 
 /// Writes the race's history to its `--memory-file` (off the runtime's

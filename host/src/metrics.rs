@@ -34,6 +34,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndLabel {
     route: String,
     outcome: &'static str,
@@ -54,6 +59,8 @@ pub(crate) enum Outcome {
     Idle,
     /// Anything else the host met (a failed instantiation, say).
     Failed,
+    /// Still open when a drain's timeout passed: closed by the host.
+    Cut,
 }
 
 impl Outcome {
@@ -65,6 +72,7 @@ impl Outcome {
             Outcome::Limit => "limit",
             Outcome::Idle => "idle",
             Outcome::Failed => "failed",
+            Outcome::Cut => "cut",
         }
     }
 }
@@ -79,6 +87,7 @@ pub(crate) struct Metrics {
     answers: Family<StatusLabel, Counter>,
     limits: Family<KindLabel, Counter>,
     instantiation: Histogram,
+    reloads: Family<OutcomeLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -104,7 +113,7 @@ impl Metrics {
         let ended = Family::<EndLabel, Counter>::default();
         registry.register(
             "sessions_ended",
-            "Sessions ended, by route and how they ended (done, refused, trap, limit, idle, failed)",
+            "Sessions ended, by route and how they ended (done, refused, trap, limit, idle, failed, cut)",
             ended.clone(),
         );
         let answers = Family::<StatusLabel, Counter>::default();
@@ -127,6 +136,12 @@ impl Metrics {
             Unit::Seconds,
             instantiation.clone(),
         );
+        let reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "reloads",
+            "Configuration reloads (SIGHUP, POST /reload), by outcome (ok, refused)",
+            reloads.clone(),
+        );
         for route in routes {
             let label = RouteLabel {
                 route: route.to_owned(),
@@ -142,7 +157,23 @@ impl Metrics {
             answers,
             limits,
             instantiation,
+            reloads,
         }
+    }
+
+    /// A reload was put in force (`true`) or refused.
+    pub(crate) fn reloaded(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "refused" };
+        self.reloads.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// A route a reload brought: its session counters start at 0.
+    pub(crate) fn add_route(&self, route: &str) {
+        let label = RouteLabel {
+            route: route.to_owned(),
+        };
+        let _ = self.sessions_active.get_or_create(&label);
+        let _ = self.sessions.get_or_create(&label);
     }
 
     /// A session of `route` started.

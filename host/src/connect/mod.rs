@@ -135,9 +135,22 @@ pub struct ConnectConfigBuilder {
     policy: Policy,
     ech: Option<EchMode>,
     https_records: Option<bool>,
+    /// The configuration this one follows on a reload: its race memory and
+    /// its log sinks are kept.
+    continuing: Option<ConnectConfig>,
 }
 
 impl ConnectConfigBuilder {
+    /// A configuration that follows `previous` (a gateway's reload): what
+    /// the race learned and the race log's and summary's sinks are
+    /// `previous`'s, shared with the sessions still running under it,
+    /// rather than read from the memory file and opened again. The rest
+    /// comes from this builder.
+    pub fn continuing(mut self, previous: &ConnectConfig) -> Self {
+        self.continuing = Some(previous.clone());
+        self
+    }
+
     /// Answers for `host:port` with fixed addresses instead of DNS
     /// (`--resolve`).
     pub fn resolve(mut self, entry: Override) -> Self {
@@ -272,22 +285,27 @@ impl ConnectConfigBuilder {
             ttl: self.memory_ttl.unwrap_or(DEFAULT_MEMORY_TTL),
             ..HistoryConfig::default()
         };
-        let history = match &self.memory_file {
-            Some(path) => History::load(path, history_config).unwrap_or_else(|e| {
+        let history = match (&self.continuing, &self.memory_file) {
+            (Some(previous), _) => previous.inner.history.clone(),
+            (None, Some(path)) => History::load(path, history_config).unwrap_or_else(|e| {
                 // The history is only a hint: a bad file costs what was
                 // learned, not the service.
                 eprintln!("wsgate: warning: {e}; the race starts with no history");
                 History::new(history_config)
             }),
-            None => History::new(history_config),
+            (None, None) => History::new(history_config),
+        };
+        let (race_log, summary) = match &self.continuing {
+            Some(previous) => (previous.inner.race_log.clone(), previous.inner.summary.clone()),
+            None => (self.race_log, self.summary),
         };
         Ok(ConnectConfig {
             inner: Arc::new(ConfigInner {
                 resolver: Resolver::new(self.overrides, self.dns_servers)
                     .with_https(self.https_records.unwrap_or(true)),
                 tls: TlsClient::new(&self.roots)?,
-                race_log: self.race_log,
-                summary: self.summary,
+                race_log,
+                summary,
                 connect_timeout,
                 race,
                 cancel_after: self.cancel_after,

@@ -4,9 +4,10 @@
 
 use super::answer::{answer_and_close, close_frame, http_error};
 use super::client::{self, Activity, ClientStream, ClientWriter};
+use super::generation::Route;
 use super::head::{self, read_head};
 use super::route;
-use super::{Listener, Route, Shared};
+use super::{Listener, Shared};
 use crate::error::{Error, ErrorKind};
 use crate::metrics::Outcome;
 use crate::race::Replay;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -33,8 +35,11 @@ pub(super) const MAX_PENDING: usize = 1024;
 /// Accepts connections on one listener, a task each, until dropped.
 pub(super) async fn accept_loop(listener: Listener, runtime: Arc<Runtime>, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
+    let mut going_away = shared.going_away.subscribe();
     loop {
         tokio::select! {
+            // The drain: no more connections; those taken end first.
+            () = signalled(&mut going_away) => break,
             accepted = listener.socket.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let peer = unmapped(peer);
@@ -55,6 +60,15 @@ pub(super) async fn accept_loop(listener: Listener, runtime: Arc<Runtime>, share
             // Reap finished connections, so the set holds only live ones.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Completes once `signal` is true (never if its sender is gone first).
+async fn signalled(signal: &mut watch::Receiver<bool>) {
+    if signal.wait_for(|on| *on).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -133,6 +147,8 @@ enum Ending {
     Failed(Error),
     /// Nothing moved on the client's connection for the idle timeout.
     Idle(Duration),
+    /// Still open when the drain's timeout passed.
+    Cut,
 }
 
 impl Ending {
@@ -147,6 +163,7 @@ impl Ending {
                 _ => Outcome::Failed,
             },
             Ending::Idle(_) => Outcome::Idle,
+            Ending::Cut => Outcome::Cut,
         }
     }
 }
@@ -163,7 +180,9 @@ async fn connection(
     // WebSocket frames are small and latency-bound.
     let _ = tcp.set_nodelay(true);
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + shared.head_timeout;
+    // The configuration in force now serves this connection to its end.
+    let generation = shared.current();
+    let deadline = tokio::time::Instant::now() + generation.head_timeout;
     let (mut stream, server_name) = match tls {
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
@@ -177,13 +196,13 @@ async fn connection(
         None => (ClientStream::Plain(tcp), None),
     };
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let (head, early) = match read_head(&mut stream, shared.max_head, remaining).await {
+    let (head, early) = match read_head(&mut stream, generation.max_head, remaining).await {
         Ok(read) => read,
         Err(e) => {
             if let Some((code, reason)) = e.status() {
                 let detail = match &e {
                     head::HeadError::Malformed(why) => format!("malformed request head: {why}"),
-                    head::HeadError::TooLarge => format!("the request head is over {} bytes", shared.max_head),
+                    head::HeadError::TooLarge => format!("the request head is over {} bytes", generation.max_head),
                     _ => "the request head did not arrive in time".to_owned(),
                 };
                 refuse(&shared, &mut stream, code, reason, &detail).await;
@@ -219,11 +238,25 @@ async fn connection(
         )
         .await;
     }
-    let Some(index) = route::find(shared.routes.iter().map(|r| &r.matcher), host.as_deref(), head.path()) else {
+    let Some(index) = route::find(
+        generation.routes.iter().map(|r| &r.matcher),
+        host.as_deref(),
+        head.path(),
+    ) else {
         let detail = format!("no route for {}{}", host.as_deref().unwrap_or(""), head.path());
         return refuse(&shared, &mut stream, 404, "Not Found", &detail).await;
     };
-    let route = &shared.routes[index];
+    let route = &generation.routes[index];
+    if shared.draining.load(Ordering::Acquire) {
+        return refuse(
+            &shared,
+            &mut stream,
+            503,
+            "Service Unavailable",
+            "the gateway is draining",
+        )
+        .await;
+    }
     let Some(_ticket) = shared.admit(route) else {
         return refuse(
             &shared,
@@ -251,7 +284,14 @@ async fn connection(
     };
     // The bytes read after the head come first.
     let input = Box::new(Replay::new(early, reader));
-    let session = Session::new(info, input, Box::new(writer.for_plugin()), route.limits.stream_buffer);
+    let session = Session::new(
+        info,
+        input,
+        Box::new(writer.for_plugin()),
+        route.limits.stream_buffer,
+        shared.going_away.subscribe(),
+    );
+    let mut cut = shared.cut.subscribe();
     let mut instantiated = None;
     let ending = {
         let serve = runtime.serve_session(
@@ -270,6 +310,7 @@ async fn connection(
                 Err(e) => Ending::Failed(e),
             },
             idle = idle_for(&activity, route.idle_timeout) => Ending::Idle(idle),
+            () = signalled(&mut cut) => Ending::Cut,
         }
     };
     // The instance is gone: its streams with it. The host ends the
@@ -305,6 +346,8 @@ async fn finish(
         Ending::Refused(why) => Some(format!("the handler returned an error: {why}")),
         Ending::Failed(e) => Some(e.to_string()),
         Ending::Idle(idle) => Some(format!("closed after {} s without traffic", idle.as_secs())),
+        // Counted in the drain's own line.
+        Ending::Cut => None,
     };
     match (&ending, can_close) {
         (Ending::Done | Ending::Refused(_), _) => writer.finish(&[], GOODBYE_TIMEOUT).await,
@@ -314,9 +357,10 @@ async fn finish(
                 .await
         }
         (Ending::Idle(_), true) => writer.finish(&close_frame(1001, "idle timeout"), GOODBYE_TIMEOUT).await,
+        (Ending::Cut, true) => writer.finish(&close_frame(1001, "going away"), GOODBYE_TIMEOUT).await,
         // The client is still waiting for an answer to its upgrade, or is
         // in the middle of a frame that will never end: reset.
-        (Ending::Failed(_) | Ending::Idle(_), false) => writer.reset(),
+        (Ending::Failed(_) | Ending::Idle(_) | Ending::Cut, false) => writer.reset(),
     }
     match what {
         Some(what) => eprintln!("wsgate: session from {peer} on route `{}`: {what}", route.name),

@@ -36,29 +36,32 @@ mod answer;
 mod certs;
 mod client;
 mod connection;
+mod drain;
+mod generation;
 mod head;
 mod listener;
+mod reload;
 mod route;
+
+pub use drain::Drained;
+pub use reload::ConfigSource;
 
 use crate::connect::ConnectConfig;
 use crate::error::Error;
-use crate::limits::{Limits, MemoryBudget};
+use crate::limits::MemoryBudget;
 use crate::metrics::Metrics;
-use crate::runtime::{Plugin, Pool, PoolUsage, Runtime};
-use crate::settings::{
-    DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEAD, DEFAULT_MAX_SESSIONS, DEFAULT_PLUGIN_MEMORY,
-    IdleTimeoutSecs, RouteSettings, Settings,
-};
+use crate::runtime::{Pool, PoolUsage, Runtime};
+use crate::settings::{DEFAULT_MAX_SESSIONS, DEFAULT_PLUGIN_MEMORY, Settings};
 use certs::CertFiles;
 use connection::accept_loop;
-use route::{HostPattern, Matcher};
+use generation::{Bounds, Generation, RouteCounts};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock, RwLock};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -86,44 +89,51 @@ struct Listener {
     tls: Option<(TlsAcceptor, usize)>,
 }
 
-/// What every connection task reads: the routes and the gateway's bounds.
+/// What every connection task reads: the configuration in force and the
+/// gateway's bounds.
 struct Shared {
-    routes: Vec<Route>,
+    /// What new connections take; a reload replaces it, and running
+    /// sessions keep the one they started with.
+    current: RwLock<Arc<Generation>>,
+    /// Every route's count of open sessions, across generations.
+    counts: RouteCounts,
+    /// What a reload must keep (the listeners, the pool's size).
+    fixed: reload::Fixed,
+    runtime: Arc<Runtime>,
+    /// Where a reload reads the configuration (set by the embedder).
+    source: OnceLock<ConfigSource>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
     max_sessions: usize,
     sessions: AtomicUsize,
     /// Connections not yet in a session (TLS, head, answer).
     pending: AtomicUsize,
     budget: Arc<MemoryBudget>,
-    max_head: usize,
-    head_timeout: Duration,
     verbose: bool,
     metrics: Metrics,
     /// Set once the gateway stops taking sessions: `/readyz` says so.
     draining: AtomicBool,
+    /// Turns true when the drain begins: every session's plugin is told.
+    going_away: watch::Sender<bool>,
+    /// Turns true when the drain timeout passed: the sessions still open
+    /// are closed.
+    cut: watch::Sender<bool>,
 }
 
 impl Shared {
+    /// The configuration in force.
+    fn current(&self) -> Arc<Generation> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The metrics as `/metrics` shows them, the sessions open per route
     /// read from the routes' own counts.
     fn metrics_text(&self) -> String {
-        for route in &self.routes {
-            self.metrics
-                .set_active(&route.name, route.sessions.load(Ordering::Acquire));
+        for (route, count) in self.counts.all() {
+            self.metrics.set_active(&route, count.load(Ordering::Acquire));
         }
         self.metrics.encode()
     }
-}
-
-struct Route {
-    name: String,
-    matcher: Matcher,
-    plugin: Plugin,
-    args: Vec<String>,
-    config: ConnectConfig,
-    limits: Limits,
-    max_sessions: usize,
-    sessions: AtomicUsize,
-    idle_timeout: Option<Duration>,
 }
 
 impl Gateway {
@@ -153,15 +163,7 @@ impl Gateway {
             };
             acceptors.push((address, tls));
         }
-        if settings.route.is_empty() {
-            return Err(Error::config(
-                "no route: give a plugin, or a `[[route]]` with a `plugin`",
-            ));
-        }
-        let route_limits: Vec<Limits> = settings.route.iter().map(|r| settings.route_limits(r)).collect();
-        for limits in &route_limits {
-            limits.validate()?;
-        }
+        let route_limits = reload::route_limits(settings)?;
         // One slot per session: a session's place is taken before its
         // instance is made and given back once the instance is gone.
         let pool = Pool {
@@ -169,17 +171,12 @@ impl Gateway {
             max_memory: route_limits.iter().map(|l| l.memory).max().unwrap_or(0),
         };
         let runtime = Arc::new(Runtime::for_gateway(cache, pool)?);
-        let idle_default = serve
-            .idle_timeout
-            .map_or(Some(DEFAULT_IDLE_TIMEOUT), IdleTimeoutSecs::duration);
-        let mut routes: Vec<Route> = Vec::with_capacity(settings.route.len());
-        for (route, limits) in settings.route.iter().zip(route_limits) {
-            let route = plan_route(&runtime, route, limits, &config, max_sessions, idle_default)?;
-            if routes.iter().any(|r| r.name == route.name) {
-                return Err(Error::config(format!("two routes are named `{}`", route.name)));
-            }
-            routes.push(route);
-        }
+        let bounds = Bounds {
+            max_sessions,
+            slot_memory: pool.max_memory,
+        };
+        let counts = RouteCounts::default();
+        let generation = generation::plan(&runtime, settings, route_limits, &config, &bounds, &counts)?;
         // Sockets last: nothing is bound when the configuration is wrong.
         let mut listeners = Vec::with_capacity(acceptors.len());
         for (address, tls) in acceptors {
@@ -195,18 +192,23 @@ impl Gateway {
             }
             None => None,
         };
-        let metrics = Metrics::new(routes.iter().map(|r| r.name.as_str()));
+        let metrics = Metrics::new(generation.routes.iter().map(|r| r.name.as_str()));
         let shared = Shared {
-            routes,
+            current: RwLock::new(Arc::new(generation)),
+            counts,
+            fixed: reload::Fixed::of(settings, bounds),
+            runtime: runtime.clone(),
+            source: OnceLock::new(),
+            reloading: tokio::sync::Mutex::new(()),
             max_sessions,
             sessions: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
             budget: MemoryBudget::new(serve.max_plugin_memory.map_or(DEFAULT_PLUGIN_MEMORY, |m| m.bytes())),
-            max_head: serve.max_head.map_or(DEFAULT_MAX_HEAD, |k| k.bytes()),
-            head_timeout: serve.head_timeout.map_or(DEFAULT_HEAD_TIMEOUT, |t| t.duration()),
             verbose,
             metrics,
             draining: AtomicBool::new(false),
+            going_away: watch::Sender::new(false),
+            cut: watch::Sender::new(false),
         };
         Ok(Gateway {
             runtime,
@@ -220,20 +222,7 @@ impl Gateway {
     /// port 0), `ws://` or `wss://`, and the routes it serves; then the
     /// admin listener's, when there is one.
     pub fn describe(&self) -> Vec<String> {
-        let routes: Vec<String> = self
-            .shared
-            .routes
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} ({}{} -> {})",
-                    r.name,
-                    r.matcher.host,
-                    r.matcher.path,
-                    r.plugin.name()
-                )
-            })
-            .collect();
+        let routes = reload::describe_routes(&self.shared.current());
         self.listeners
             .iter()
             .map(|l| {
@@ -242,12 +231,12 @@ impl Gateway {
                     Some((_, n)) => format!("wss://, {n} certificates by SNI"),
                     None => "ws://".to_owned(),
                 };
-                format!("listening on {} ({scheme}); routes: {}", l.address, routes.join(", "))
+                format!("listening on {} ({scheme}); routes: {routes}", l.address)
             })
             .chain(
-                self.admin
-                    .iter()
-                    .map(|(_, address)| format!("admin on http://{address} (/metrics, /healthz, /readyz)")),
+                self.admin.iter().map(|(_, address)| {
+                    format!("admin on http://{address} (/metrics, /healthz, /readyz, POST /reload)")
+                }),
             )
             .collect()
     }
@@ -272,20 +261,69 @@ impl Gateway {
         self.listeners.iter().map(|l| l.address).collect()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and ends
-    /// the sessions still open.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let mut tasks = JoinSet::new();
-        for listener in self.listeners {
-            tasks.spawn(accept_loop(listener, self.runtime.clone(), self.shared.clone()));
+    /// Where [`Reloader::reload`] (and the admin listener's `POST
+    /// /reload`) reads the configuration anew: a function that reads the
+    /// configuration file (with the command line's values on top) and
+    /// builds its [`ConnectConfig`]. Without one, a reload is refused.
+    pub fn reload_from(&self, source: ConfigSource) {
+        // Set once: a second source is ignored.
+        let _ = self.shared.source.set(source);
+    }
+
+    /// A handle that reloads the configuration while the gateway serves
+    /// (for SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
         }
+    }
+
+    /// Serves until `shutdown` completes, then drains: the listeners are
+    /// closed, `/readyz` answers 503, every session's plugin is told that
+    /// the gateway is going away, and the sessions still open after the
+    /// drain timeout (`[serve] drain-timeout`) are closed. The admin
+    /// listener answers until the drain is over. What the drain did comes
+    /// back.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Drained {
+        let mut accepting = JoinSet::new();
+        for listener in self.listeners {
+            accepting.spawn(accept_loop(listener, self.runtime.clone(), self.shared.clone()));
+        }
+        let mut admin = JoinSet::new();
         if let Some((socket, _)) = self.admin {
-            tasks.spawn(admin::admin_loop(socket, self.shared.clone()));
+            admin.spawn(admin::admin_loop(socket, self.shared.clone()));
         }
         shutdown.await;
-        self.shared.draining.store(true, Ordering::Release);
-        // Dropping the accept loops drops their sessions' tasks too.
-        tasks.shutdown().await;
+        let drained = drain::drain(&self.shared, accepting).await;
+        admin.shutdown().await;
+        drained
+    }
+}
+
+/// Reloads a serving gateway's configuration (see
+/// [`Gateway::reloader`]).
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    /// Reads the configuration from the gateway's
+    /// [source](Gateway::reload_from), compiles the routes' plugins (code
+    /// compiled before comes from the cache) and puts it in force for new
+    /// sessions; running sessions keep theirs. A configuration that cannot
+    /// be used (it does not parse, a plugin does not compile, it changes
+    /// what needs a restart: the listeners, the admin listener, the session
+    /// limit, the plugin memory) is refused, and the one in force stays.
+    /// One line per listener comes back, as [`Gateway::describe`] has them.
+    pub async fn reload(&self) -> Result<String, Error> {
+        reload::reload(&self.shared).await
     }
 }
 
@@ -346,50 +384,4 @@ fn plan_listeners(settings: &Settings) -> Result<Vec<(SocketAddr, Vec<CertFiles>
         plans.push((address, certs));
     }
     Ok(plans)
-}
-
-/// A route, checked, its plugin compiled.
-fn plan_route(
-    runtime: &Runtime,
-    route: &RouteSettings,
-    limits: Limits,
-    config: &ConnectConfig,
-    max_sessions: usize,
-    idle_default: Option<Duration>,
-) -> Result<Route, Error> {
-    let Some(path) = &route.plugin else {
-        let name = route.name.as_deref().unwrap_or("(unnamed)");
-        return Err(Error::config(format!("route `{name}` names no `plugin`")));
-    };
-    let default_name = path
-        .file_stem()
-        .map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
-    let name = route.name.clone().unwrap_or(default_name);
-    let host = match &route.host {
-        Some(text) => HostPattern::parse(text).map_err(|e| Error::config(format!("route `{name}`: `host`: {e}")))?,
-        None => HostPattern::Any,
-    };
-    let prefix = route.path.clone().unwrap_or_else(|| "/".to_owned());
-    if !prefix.starts_with('/') {
-        return Err(Error::config(format!(
-            "route `{name}`: `path` must start with `/`, not `{prefix}`"
-        )));
-    }
-    let plugin = runtime.load(path)?;
-    plugin.check_gateway()?;
-    let config = match &route.policy {
-        Some(policy) => config.with_policy(policy.policy()),
-        None => config.clone(),
-    };
-    Ok(Route {
-        name,
-        matcher: Matcher { host, path: prefix },
-        plugin,
-        args: route.args.clone(),
-        config,
-        limits,
-        max_sessions: route.max_sessions.map_or(max_sessions, |n| n.count()),
-        sessions: AtomicUsize::new(0),
-        idle_timeout: route.idle_timeout.map_or(idle_default, IdleTimeoutSecs::duration),
-    })
 }

@@ -48,11 +48,12 @@ mod tests;
 
 pub use sections::{DnsServer, DnsSettings, LimitsSettings, NotAnAddress, PolicySettings, RaceSettings, TlsSettings};
 pub use serve::{
-    AdminSettings, CertificateSettings, HeadTimeoutMs, IdleTimeoutSecs, ListenAddress, ListenerSettings, MaxHeadKib,
-    MaxSessions, PluginMemoryMib, RouteSettings, ServeSettings,
+    AdminSettings, CertificateSettings, DrainTimeoutSecs, HeadTimeoutMs, IdleTimeoutSecs, ListenAddress,
+    ListenerSettings, MaxHeadKib, MaxSessions, PluginMemoryMib, RouteSettings, ServeSettings,
 };
 pub(crate) use serve::{
-    DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEAD, DEFAULT_MAX_SESSIONS, DEFAULT_PLUGIN_MEMORY,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEAD, DEFAULT_MAX_SESSIONS,
+    DEFAULT_PLUGIN_MEMORY,
 };
 
 /// The bounded types of the settings, each named for its setting.

@@ -4,7 +4,7 @@
 
 use super::de::{self, Described};
 use super::sections::{Layer, LimitsSettings, PolicySettings};
-use crate::range::{Count, Kib, Mib, Millis, Ranged, SecondsOrOff};
+use crate::range::{Count, Kib, Mib, Millis, Ranged, Seconds, SecondsOrOff};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,9 @@ pub type MaxHeadKib = Ranged<Kib, 1, 1024>;
 pub type HeadTimeoutMs = Ranged<Millis, 10, 600_000>;
 /// The bounds of [`ServeSettings::idle_timeout`], in seconds (0: never).
 pub type IdleTimeoutSecs = Ranged<SecondsOrOff, 0, 604_800>;
+/// The bounds of [`ServeSettings::drain_timeout`], in seconds (an hour; 0:
+/// close every session at once).
+pub type DrainTimeoutSecs = Ranged<Seconds, 0, 3600>;
 
 /// Default sessions open at once, all routes together.
 pub const DEFAULT_MAX_SESSIONS: usize = 1000;
@@ -33,6 +36,8 @@ pub const DEFAULT_MAX_HEAD: usize = 16 * 1024;
 pub const DEFAULT_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Default time a session may go without a byte either way: 5 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// Default time a drain waits for sessions to end by themselves: 30 s.
+pub const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 section! {
     /// `[serve]`: the gateway's bounds, all listeners and routes together.
@@ -63,6 +68,13 @@ section! {
         /// [default: 300].
         #[arg(long, value_name = "SECONDS")]
         pub idle_timeout: Option<IdleTimeoutSecs>,
+
+        /// At SIGTERM the gateway stops accepting and tells every session's
+        /// plugin it is going away (a Close 1001 to the client); the
+        /// sessions still open after this many seconds are closed
+        /// [default: 30].
+        #[arg(long, value_name = "SECONDS")]
+        pub drain_timeout: Option<DrainTimeoutSecs>,
     }
 }
 
