@@ -3,127 +3,17 @@
 
 mod common;
 
-use common::{cache_dir, plugin, tempdir};
+use common::served::{EXCHANGE_LIMIT, Served};
+use common::{plugin, tempdir};
 use futures_util::{SinkExt, StreamExt};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
-
-/// How long a test waits for the gateway to say it listens: a debug build
-/// compiling a plugin on a busy machine takes a while (once: the cache
-/// keeps it for the next).
-const START_LIMIT: Duration = Duration::from_secs(180);
-/// How long any one client exchange may take.
-const EXCHANGE_LIMIT: Duration = Duration::from_secs(20);
-
-/// A `wsgate serve` process, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Served {
-    child: Child,
-    addrs: Vec<SocketAddr>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Served {
-    /// Starts `wsgate serve --cache-dir CACHE ARGS` and waits for its
-    /// `listening on` lines (`listeners` of them).
-    fn start(args: &[&str], listeners: usize) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsgate"))
-            .arg("serve")
-            // Before the test's arguments, which may end with `-- ARGS`.
-            .arg("--cache-dir")
-            .arg(cache_dir())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wsgate serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-                if let Some(rest) = line.strip_prefix("wsgate: listening on ") {
-                    let addr = rest.split_whitespace().next().unwrap().parse::<SocketAddr>().unwrap();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let mut addrs = Vec::new();
-        let started = Instant::now();
-        while addrs.len() < listeners {
-            let left = START_LIMIT.saturating_sub(started.elapsed());
-            match rx.recv_timeout(left) {
-                Ok(addr) => addrs.push(addr),
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("wsgate serve did not start: {}", stderr.lock().unwrap());
-                }
-            }
-        }
-        Served { child, addrs, stderr }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.addrs[0]
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr())
-    }
-
-    /// What the gateway said so far.
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits (bounded) until the gateway's output contains `needle`.
-    fn wait_for(&self, needle: &str) -> String {
-        let started = Instant::now();
-        loop {
-            let text = self.stderr();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(started.elapsed() < EXCHANGE_LIMIT, "no `{needle}` in:\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Whether the process is still running.
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        // SAFETY: sends a signal to the child we started.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn probe() -> String {
     plugin("gateway-probe").display().to_string()

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod in_process;
+pub mod served;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
