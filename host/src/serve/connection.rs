@@ -8,7 +8,7 @@ use super::head::{self, read_head};
 use super::route;
 use super::{Listener, Route, Shared};
 use crate::error::{Error, ErrorKind};
-use crate::metrics::Outcome;
+use crate::metrics::{Outcome, SessionTraffic};
 use crate::race::Replay;
 use crate::runtime::Runtime;
 use crate::sessions::{RequestHead, Session, SessionInfo};
@@ -237,7 +237,8 @@ async fn connection(
     // A session now: counted as one, no longer as pending.
     drop(pending);
     shared.metrics.session_started(&route.name);
-    let (reader, writer, activity) = client::split(stream);
+    let traffic = SessionTraffic::new();
+    let (reader, writer, activity) = client::split(stream, &early, shared.metrics.net(), &traffic);
     let info = SessionInfo {
         client: peer,
         server_name,
@@ -256,7 +257,7 @@ async fn connection(
     let ending = {
         let serve = runtime.serve_session(
             &route.plugin,
-            route.config.clone(),
+            route.config.for_session(traffic.clone()),
             &route.args,
             &route.limits,
             shared.budget.clone(),

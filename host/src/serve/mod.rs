@@ -43,7 +43,7 @@ mod route;
 use crate::connect::ConnectConfig;
 use crate::error::Error;
 use crate::limits::{Limits, MemoryBudget};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, NetMetrics};
 use crate::runtime::{Plugin, Pool, PoolUsage, Runtime};
 use crate::settings::{
     DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEAD, DEFAULT_MAX_SESSIONS, DEFAULT_PLUGIN_MEMORY,
@@ -158,6 +158,9 @@ impl Gateway {
                 "no route: give a plugin, or a `[[route]]` with a `plugin`",
             ));
         }
+        // The routes' connects and traffic are counted with the rest.
+        let net = NetMetrics::new();
+        let config = config.counted_in(net.clone());
         let route_limits: Vec<Limits> = settings.route.iter().map(|r| settings.route_limits(r)).collect();
         for limits in &route_limits {
             limits.validate()?;
@@ -195,7 +198,7 @@ impl Gateway {
             }
             None => None,
         };
-        let metrics = Metrics::new(routes.iter().map(|r| r.name.as_str()));
+        let metrics = Metrics::new(routes.iter().map(|r| r.name.as_str()), net);
         let shared = Shared {
             routes,
             max_sessions,
