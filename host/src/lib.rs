@@ -78,6 +78,7 @@
 
 mod connect;
 mod error;
+mod frames;
 mod host_name;
 mod limits;
 mod metrics;

@@ -43,6 +43,11 @@ struct RunArgs {
     /// The plugin: a WebAssembly component of the `wsgate:connect/client` world.
     plugin: PathBuf,
 
+    /// At exit, write the connect and traffic metrics to FILE, in the
+    /// OpenMetrics text format (as the admin listener's /metrics has them).
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
+
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -356,7 +361,10 @@ fn run(run_args: RunArgs) -> Result<i32, Error> {
         // Within bounds by their types; `Runtime::run` checks them again for
         // callers that build `Limits` by hand.
         let limits = settings.limits();
-        let config = connect_config(&settings, args)?;
+        let mut config = connect_config(&settings, args)?;
+        if run_args.metrics_file.is_some() {
+            config = config.with_metrics();
+        }
 
         let started = Instant::now();
         let wasm = match cache_dir(args) {
@@ -367,7 +375,12 @@ fn run(run_args: RunArgs) -> Result<i32, Error> {
         let plugin = wasm.load(&run_args.plugin)?;
         let outcome = wasm
             .run(&plugin, config.clone(), RunOptions::new(args.args.clone()).limits(limits))
-            .await?;
+            .await;
+        // Whatever became of the plugin, its connects happened.
+        if let Some(path) = &run_args.metrics_file {
+            write_metrics(path, &config)?;
+        }
+        let outcome = outcome?;
         save_memory(config).await;
         if args.verbose {
             eprintln!(
@@ -382,6 +395,18 @@ fn run(run_args: RunArgs) -> Result<i32, Error> {
             );
         }
         Ok(outcome.exit_code())
+    })
+}
+
+/// Writes `config`'s metrics to `path` (`--metrics-file`).
+fn write_metrics(path: &std::path::Path, config: &wsgate_host::ConnectConfig) -> Result<(), Error> {
+    let text = config.metrics_text().unwrap_or_default();
+    std::fs::write(path, text).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot write the metrics to `{}`", path.display()),
+        )
+        .with_source(e)
     })
 }
 

@@ -118,6 +118,10 @@ pub struct Event {
     /// `grease`, `not offered`), on `commit` events of TLS connects.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ech: Option<&'static str>,
+    /// On `commit` events of a fallback: the winner is an attempt that was
+    /// parked (its `detail` says so in the log).
+    #[serde(skip)]
+    pub parked: bool,
 }
 
 fn ser_addr<S: serde::Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
@@ -224,6 +228,22 @@ impl RaceLog {
         self.record(event);
     }
 
+    /// Records a fallback's commit to `addr`, an attempt that was parked
+    /// at `stage`: as [`push_commit`](Self::push_commit) with the detail
+    /// `parked`, and marked so.
+    pub fn push_parked_commit(
+        &mut self,
+        addr: SocketAddr,
+        stage: &'static str,
+        tcp_rtt: Option<Duration>,
+        ech: Option<&'static str>,
+    ) {
+        self.push_commit(addr, stage, Some("parked".into()), tcp_rtt, ech);
+        if let Some(last) = self.events.last_mut() {
+            last.parked = true;
+        }
+    }
+
     /// Records an event that happened at `at` (an attempt's progress is
     /// stamped where it happened, not where the race got to it).
     pub fn push_at(
@@ -256,6 +276,7 @@ impl RaceLog {
             family: None,
             tcp_rtt_ms: None,
             ech: None,
+            parked: false,
         }
     }
 

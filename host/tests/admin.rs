@@ -191,6 +191,19 @@ fn metrics_count_what_the_scripted_sessions_did() {
         assert_eq!(count("wsgate_host_answers_total{status=\"404\"}"), 1.0);
         assert_eq!(count("wsgate_host_answers_total{status=\"503\"}"), 1.0);
         assert_eq!(sample(&after, "wsgate_host_answers_total{status=\"400\"}"), None);
+        // The two echoes, each way; no upstream.
+        assert_eq!(count("wsgate_messages_total{direction=\"from-client\"}"), 2.0);
+        assert_eq!(count("wsgate_messages_total{direction=\"to-client\"}"), 2.0);
+        assert_eq!(count("wsgate_messages_total{direction=\"to-upstream\"}"), 0.0);
+        assert!(count("wsgate_bytes_total{direction=\"to-client\"}") >= 6.0);
+        // The clients' Closes had no code; the host's, after the trap and
+        // the two limits, were 1011.
+        assert_eq!(
+            count("wsgate_closes_total{direction=\"from-client\",code=\"1005\"}"),
+            2.0
+        );
+        assert_eq!(count("wsgate_closes_total{direction=\"to-client\",code=\"1011\"}"), 3.0);
+        assert_eq!(sample(&after, "wsgate_connects_total{outcome=\"ok\"}"), None);
         // Every session's instance was made once.
         assert_eq!(count("wsgate_instantiation_seconds_count"), 5.0);
         assert!(

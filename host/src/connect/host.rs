@@ -4,7 +4,9 @@
 use super::bindings::types::{self, AttemptStage as WitStage, ConnectError as WitError, ConnectOptions};
 use super::stream::{ReadStream, WriteStream};
 use super::{ConnectConfig, ConnectCtxView, Connection, OpenSlot, task};
+use crate::frames::Start;
 use crate::host_name::{HostName, HostNameError};
+use crate::metrics::{ConnectOutcome, Counting, Direction, Step};
 use crate::race::Replay;
 use crate::race::{AttemptStage, CommitStage, Committed, ConnectError, NetDialer, Race, Target, Transport};
 use crate::report::RaceLog;
@@ -23,7 +25,12 @@ impl types::Host for ConnectCtxView<'_> {
     ) -> wasmtime::Result<Result<Resource<Connection>, WitError>> {
         let slot = match self.ctx.admit() {
             Ok(slot) => slot,
-            Err(limit) => return Ok(Err(WitError::Limited(limit))),
+            Err(limit) => {
+                if let Some(metrics) = self.ctx.config.metrics() {
+                    metrics.before_race(ConnectOutcome::Limited);
+                }
+                return Ok(Err(WitError::Limited(limit)));
+            }
         };
         let config = self.ctx.config.clone();
         match task::beside(move || open(config, host, port, options, slot)).await? {
@@ -42,7 +49,12 @@ impl types::HostConnection for ConnectCtxView<'_> {
         let Some(reader) = connection.reader.take() else {
             return Ok(Err(WitError::Invalid("the input stream was already taken".into())));
         };
-        let stream: DynInputStream = Box::new(ReadStream::new(reader));
+        let counting = self
+            .ctx
+            .config
+            .meter(Direction::FromUpstream)
+            .map(|m| Counting::new(m, Start::Response));
+        let stream: DynInputStream = Box::new(ReadStream::new(reader).counted(counting));
         Ok(Ok(self.table.push_child(stream, &this)?))
     }
 
@@ -54,7 +66,17 @@ impl types::HostConnection for ConnectCtxView<'_> {
         let Some(writer) = connection.writer.take() else {
             return Ok(Err(WitError::Invalid("the output stream was already taken".into())));
         };
-        let stream: DynOutputStream = Box::new(WriteStream::new(self.ctx.stream_buffer, writer));
+        // The race wrote the first flight (the upgrade request, as a rule):
+        // the plugin's bytes follow it. Its bytes were counted when the
+        // connection was made.
+        let counting = self.ctx.config.meter(Direction::ToUpstream).map(|m| {
+            let mut counting = Counting::new(m, Start::Request);
+            if let Some(flight) = &connection.race.target().first_flight {
+                counting.follow(flight);
+            }
+            counting
+        });
+        let stream: DynOutputStream = Box::new(WriteStream::new(self.ctx.stream_buffer, writer).counted(counting));
         Ok(Ok(self.table.push_child(stream, &this)?))
     }
 
@@ -87,6 +109,7 @@ impl types::HostConnection for ConnectCtxView<'_> {
             reader,
             writer,
             mut race,
+            reported,
             _slot: slot,
         } = self.table.delete(this)?;
         // Close the abandoned path before trying the next one.
@@ -99,8 +122,13 @@ impl types::HostConnection for ConnectCtxView<'_> {
             (race, outcome)
         })
         .await?;
+        let reported = report(&config, Step::Fallback, &race, reported, &outcome);
         match outcome {
-            Ok(committed) => Ok(Ok(self.table.push(connection(&config, race, committed, slot))?)),
+            Ok(committed) => {
+                let mut connection = connection(&config, race, committed, slot);
+                connection.reported = reported;
+                Ok(Ok(self.table.push(connection)?))
+            }
             Err(e) => Ok(Err(e.into())),
         }
     }
@@ -111,7 +139,8 @@ impl types::HostConnection for ConnectCtxView<'_> {
     }
 }
 
-/// A connect, from the plugin's request to a committed [`Connection`].
+/// A connect, from the plugin's request to a committed [`Connection`],
+/// its outcome reported to the metrics.
 async fn open(
     config: ConnectConfig,
     host: String,
@@ -119,6 +148,42 @@ async fn open(
     options: ConnectOptions,
     slot: OpenSlot,
 ) -> Result<Connection, ConnectError> {
+    let (mut race, deadline) = match prepare(&config, host, port, options).await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            if let Some(metrics) = config.metrics() {
+                metrics.before_race(ConnectOutcome::of_error(&e));
+            }
+            return Err(e);
+        }
+    };
+    let outcome = race.next(deadline).await;
+    let reported = report(&config, Step::Connect, &race, 0, &outcome);
+    let mut connection = connection(&config, race, outcome?, slot);
+    connection.reported = reported;
+    Ok(connection)
+}
+
+/// Reports a race's `step` that ended with `outcome` to the metrics: the
+/// race's events from the `from`th on. How many events it has now.
+fn report<T>(config: &ConnectConfig, step: Step, race: &Race, from: usize, outcome: &Result<T, ConnectError>) -> usize {
+    let log = race.log();
+    let events = log.events();
+    if let Some(metrics) = config.metrics() {
+        let own = events.get(from..).unwrap_or_default();
+        metrics.race(step, own, log.elapsed(), ConnectOutcome::of(outcome));
+    }
+    events.len()
+}
+
+/// A connect up to its race: the host's spelling, the policy on the name,
+/// the options, DNS; the race ready to run, and its deadline.
+async fn prepare(
+    config: &ConnectConfig,
+    host: String,
+    port: u16,
+    options: ConnectOptions,
+) -> Result<(Race, Instant), ConnectError> {
     let started = Instant::now();
     // One spelling of the host for everything that follows (the policy,
     // `--resolve` entries, DNS, the family memory, TLS): `Example.COM.`
@@ -208,8 +273,7 @@ async fn open(
     if ipv4 && !snapshot.has_ipv6_connectivity() {
         race = race.prefer_ipv4();
     }
-    let committed = race.next(deadline).await?;
-    Ok(connection(&config, race, committed, slot))
+    Ok((race, deadline))
 }
 
 /// Wraps a committed stream for the plugin, keeping the race for
@@ -234,12 +298,18 @@ fn connection(config: &ConnectConfig, race: Race, committed: Committed<Transport
             if attempts == 1 { "" } else { "s" },
         ));
     }
+    // The first flight went out on this connection (under `response`, on
+    // the others too; those bytes are the race's, not the connection's).
+    if let (Some(flight), Some(meter)) = (&race.target().first_flight, config.meter(Direction::ToUpstream)) {
+        meter.bytes(flight.len());
+    }
     let (reader, writer) = tokio::io::split(committed.stream);
     Connection {
         peer: committed.peer,
         reader: Some(Replay::new(committed.prefix, reader)),
         writer: Some(writer),
         race,
+        reported: 0,
         _slot: slot,
     }
 }

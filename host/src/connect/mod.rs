@@ -18,6 +18,7 @@ pub(crate) use stream::{ReadStream, WriteStream};
 
 use crate::error::Error;
 use crate::limits::{ConnectRate, Limits};
+use crate::metrics::{Direction, Meter, NetMetrics, SessionTraffic};
 use crate::nat64::{Nat64Prefix, Pref64};
 use crate::network::NetworkWatch;
 use crate::policy::{Policy, Rule};
@@ -55,6 +56,13 @@ pub struct ConnectConfig {
     /// Apart from the rest, so that a gateway's routes can each have their
     /// own while sharing the resolver, the TLS roots and the race's memory.
     policy: Arc<Policy>,
+    /// Where each connect reports its outcome and its race, and the
+    /// connections their traffic; apart too, so that a gateway can give
+    /// its own to a configuration built before it.
+    metrics: Option<NetMetrics>,
+    /// The gateway session whose connects these are: their traffic adds
+    /// to its totals.
+    session: Option<Arc<SessionTraffic>>,
 }
 
 #[derive(Debug)]
@@ -98,8 +106,57 @@ impl ConnectConfig {
     /// is shared with `self`.
     pub(crate) fn with_policy(&self, policy: Policy) -> ConnectConfig {
         ConnectConfig {
-            inner: self.inner.clone(),
             policy: Arc::new(policy),
+            ..self.clone()
+        }
+    }
+
+    /// This configuration with its connects counted: each connect's
+    /// outcome and race (winner, stage, times, attempts, fallbacks,
+    /// denials) and its connection's bytes and messages, in metrics shared
+    /// by every configuration made from the returned one. Already counted,
+    /// it keeps its metrics. [`metrics_text`](Self::metrics_text) shows
+    /// them.
+    pub fn with_metrics(&self) -> ConnectConfig {
+        self.counted_in(self.metrics.clone().unwrap_or_default())
+    }
+
+    /// The connect and traffic metrics, in the OpenMetrics text format
+    /// (`# EOF` included); `None` when connects are not
+    /// [counted](Self::with_metrics).
+    pub fn metrics_text(&self) -> Option<String> {
+        self.metrics.as_ref().map(NetMetrics::encode)
+    }
+
+    /// This configuration, its connects counted in `metrics`.
+    pub(crate) fn counted_in(&self, metrics: NetMetrics) -> ConnectConfig {
+        ConnectConfig {
+            metrics: Some(metrics),
+            ..self.clone()
+        }
+    }
+
+    /// This configuration for the connects of one gateway session, whose
+    /// upstream traffic adds to `traffic`.
+    pub(crate) fn for_session(&self, traffic: Arc<SessionTraffic>) -> ConnectConfig {
+        ConnectConfig {
+            session: Some(traffic),
+            ..self.clone()
+        }
+    }
+
+    /// Where connects are counted, if anywhere.
+    pub(crate) fn metrics(&self) -> Option<&NetMetrics> {
+        self.metrics.as_ref()
+    }
+
+    /// A meter for one direction of an upstream connection; `None` when
+    /// nothing counts it.
+    fn meter(&self, direction: Direction) -> Option<Meter> {
+        match (&self.metrics, &self.session) {
+            (None, None) => None,
+            (Some(metrics), session) => Some(metrics.meter(direction, session.clone())),
+            (None, session) => Some(Meter::session_only(direction, session.clone())),
         }
     }
 
@@ -316,6 +373,8 @@ impl ConnectConfigBuilder {
                 next_connect: AtomicU64::new(0),
             }),
             policy: Arc::new(self.policy),
+            metrics: None,
+            session: None,
         })
     }
 }
@@ -406,5 +465,7 @@ pub struct Connection {
     reader: Option<Replay<ReadHalf<Transport>>>,
     writer: Option<WriteHalf<Transport>>,
     race: Race,
+    /// How many of the race's events the metrics have had.
+    reported: usize,
     _slot: OpenSlot,
 }

@@ -12,6 +12,7 @@
 //! and the write queue keeps the plugin's own chunks (no copy) only until
 //! they are written.
 
+use crate::metrics::Counting;
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -33,6 +34,8 @@ pub struct ReadStream<R> {
     reader: R,
     buffer: BytesMut,
     state: State,
+    /// What was read, counted as it arrives.
+    counting: Option<Counting>,
 }
 
 enum State {
@@ -50,7 +53,14 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
             reader,
             buffer: BytesMut::new(),
             state: State::Open,
+            counting: None,
         }
+    }
+
+    /// This stream, what it reads counted by `counting`.
+    pub(crate) fn counted(mut self, counting: Option<Counting>) -> Self {
+        self.counting = counting;
+        self
     }
 
     /// Reads from the socket into the buffer if the buffer is empty and the
@@ -62,10 +72,15 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadStream<R> {
         self.buffer.reserve(READ_CHUNK);
         // `read_buf` is cancel-safe: a future dropped while pending has
         // consumed nothing, so one is made for each poll.
-        let read = pin!(self.reader.read_buf(&mut self.buffer));
-        match read.poll(cx) {
+        let polled = pin!(self.reader.read_buf(&mut self.buffer)).poll(cx);
+        match polled {
             Poll::Ready(Ok(0)) => self.state = State::Closed,
-            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Ok(_)) => {
+                // The buffer was empty: all of it is new.
+                if let Some(counting) = &mut self.counting {
+                    counting.count(&self.buffer);
+                }
+            }
             Poll::Ready(Err(e)) => self.state = State::Failed(e),
             Poll::Pending => {
                 // Nothing there: an idle connection holds no read buffer
@@ -137,6 +152,8 @@ struct WriteState<W> {
     closed: bool,
     /// The plugin waiting in `ready`.
     waiter: Option<Waker>,
+    /// What the plugin wrote, counted as it is accepted.
+    counting: Option<Counting>,
 }
 
 impl<W> WriteState<W> {
@@ -176,11 +193,18 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WriteStream<W> {
                 error: None,
                 closed: false,
                 waiter: None,
+                counting: None,
             }),
             work: Notify::new(),
         });
         let drain = tokio::spawn(drain(shared.clone()));
         WriteStream { shared, budget, drain }
+    }
+
+    /// This stream, what it accepts counted by `counting`.
+    pub(crate) fn counted(self, counting: Option<Counting>) -> Self {
+        self.state().counting = counting;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, WriteState<W>> {
@@ -327,6 +351,10 @@ impl<W: AsyncWrite + Unpin + Send + 'static> OutputStream for WriteStream<W> {
             return Err(StreamError::Trap(wasmtime::format_err!(
                 "write beyond the permitted budget"
             )));
+        }
+        // Accepted: it goes out, or the stream fails.
+        if let Some(counting) = &mut state.counting {
+            counting.count(&bytes);
         }
         // Straight to the socket when the drain task is idle (nothing
         // queued, nothing left to flush): it then has no waker registered

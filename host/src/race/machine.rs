@@ -296,8 +296,7 @@ impl<D: Dialer> Race<D> {
             if let Some(stream) = parked.take() {
                 let rtt = self.tcp_rtt.get(&addr).copied();
                 let ech = self.ech_status.get(&addr).map(|s| s.as_str());
-                self.log
-                    .push_commit(addr, self.target.commit.as_str(), Some("parked".into()), rtt, ech);
+                self.log.push_parked_commit(addr, self.target.commit.as_str(), rtt, ech);
                 return self.finish(addr, stream, Vec::new()).await;
             }
         }

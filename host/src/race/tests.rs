@@ -627,6 +627,16 @@ async fn an_attempt_ready_with_the_winner_is_parked_and_fallback_takes_it() {
     assert_eq!(second.peer, other);
     assert_eq!(events(&r, EventKind::Attempt).len(), attempts_before);
     assert_eq!(script.received(other).await, FLIGHT);
+    // Its commit says it was parked (the metrics count it so); the
+    // first one's does not.
+    let commits: Vec<bool> = r
+        .log()
+        .events()
+        .iter()
+        .filter(|e| e.event == EventKind::Commit)
+        .map(|e| e.parked)
+        .collect();
+    assert_eq!(commits, [false, true]);
 }
 
 #[tokio::test(start_paused = true)]

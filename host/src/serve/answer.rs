@@ -66,13 +66,6 @@ pub(crate) fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     frame
 }
 
-/// Whether `start`, the first bytes a plugin wrote to its client, begin a
-/// `101 Switching Protocols` answer: after it the connection carries
-/// WebSocket frames, and a failure is told with a Close frame.
-pub(crate) fn is_switching_protocols(start: &[u8]) -> bool {
-    start.starts_with(b"HTTP/1.1 101") || start.starts_with(b"HTTP/1.0 101")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,12 +89,5 @@ mod tests {
         let long = close_frame(1011, &"é".repeat(100));
         assert!(long.len() <= 2 + 125);
         assert!(std::str::from_utf8(&long[4..]).is_ok());
-    }
-
-    #[test]
-    fn only_a_101_is_an_upgrade() {
-        assert!(is_switching_protocols(b"HTTP/1.1 101 Switching Protocols\r\n"));
-        assert!(!is_switching_protocols(b"HTTP/1.1 400 Bad Request\r\n"));
-        assert!(!is_switching_protocols(b"HTTP/1.1 10"));
     }
 }

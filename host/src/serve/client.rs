@@ -5,8 +5,14 @@
 //! session can end with the plugin gone (a trap, a limit): the host then
 //! still owes the client an ending, a Close frame 1011 when the plugin had
 //! answered the upgrade, a reset when it had not.
+//!
+//! Both halves count what passes (bytes, and WebSocket messages and the
+//! first Close as a frame watcher follows them) into the gateway's metrics
+//! and the session's totals: the client's bytes from the end of the request
+//! head the host read, the plugin's from its answer's head.
 
-use super::answer::is_switching_protocols;
+use crate::frames::Start;
+use crate::metrics::{Counting, Direction, NetMetrics, SessionTraffic};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
@@ -93,10 +99,11 @@ impl Activity {
     }
 }
 
-/// The read half, noting activity.
+/// The read half, noting activity and counting what the client sends.
 pub(crate) struct ClientReader {
     half: ReadHalf<ClientStream>,
     activity: Arc<Activity>,
+    input: Counting,
 }
 
 impl AsyncRead for ClientReader {
@@ -106,6 +113,7 @@ impl AsyncRead for ClientReader {
         let poll = Pin::new(&mut this.half).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.activity.touch();
+            this.input.count(&buf.filled()[before..]);
         }
         poll
     }
@@ -123,92 +131,15 @@ struct WriterState {
     /// The socket under `half`, open as long as `half` is: to reset the
     /// connection without a second descriptor per session.
     socket: RawFd,
-    /// Where the plugin's output is: in its HTTP answer, or in frames.
-    output: OutputTracker,
+    /// Where the output is, in the plugin's HTTP answer or in frames (the
+    /// host may only add a Close frame of its own between two frames), and
+    /// what it counted to.
+    output: Counting,
     /// The host took over the connection (the plugin is gone): what the
     /// plugin's side still tries to write is refused, so that nothing
     /// lands after the host's last bytes.
     taken_over: bool,
     activity: Arc<Activity>,
-}
-
-/// How many first bytes are kept to tell a `101` answer.
-const START_LEN: usize = 12;
-
-/// Follows the plugin's output far enough to know where a frame ends: its
-/// HTTP answer up to the blank line, then each frame's header (2 to 14
-/// bytes: the server's frames carry no mask, but a header is read as RFC
-/// 6455 §5.2 has it) and payload length. The host may only add a Close
-/// frame of its own between two frames.
-#[derive(Debug, Default)]
-struct OutputTracker {
-    start: Vec<u8>,
-    /// How much of `\r\n\r\n` the answer has ended with so far (4: the
-    /// head is over, frames follow).
-    head_end: usize,
-    header: Vec<u8>,
-    payload_left: u64,
-}
-
-impl OutputTracker {
-    fn feed(&mut self, mut bytes: &[u8]) {
-        if self.start.len() < START_LEN {
-            let take = (START_LEN - self.start.len()).min(bytes.len());
-            self.start.extend_from_slice(&bytes[..take]);
-        }
-        while let Some((&byte, rest)) = bytes.split_first() {
-            if self.head_end < 4 {
-                let want = b"\r\n\r\n"[self.head_end];
-                self.head_end = if byte == want {
-                    self.head_end + 1
-                } else {
-                    usize::from(byte == b'\r')
-                };
-                bytes = rest;
-            } else if self.payload_left > 0 {
-                let take = self.payload_left.min(bytes.len() as u64);
-                self.payload_left -= take;
-                bytes = &bytes[take as usize..];
-            } else {
-                self.header.push(byte);
-                bytes = rest;
-                if let Some(len) = payload_length(&self.header) {
-                    self.payload_left = len;
-                    self.header.clear();
-                }
-            }
-        }
-    }
-
-    fn upgraded(&self) -> bool {
-        is_switching_protocols(&self.start)
-    }
-
-    /// Whether the output ends with whole frames after a `101`.
-    fn between_frames(&self) -> bool {
-        self.upgraded() && self.head_end == 4 && self.header.is_empty() && self.payload_left == 0
-    }
-}
-
-/// The payload length a complete frame header announces; `None` while the
-/// header is not complete.
-fn payload_length(header: &[u8]) -> Option<u64> {
-    let second = *header.get(1)?;
-    let masked = second & 0x80 != 0;
-    let (extended, len) = match second & 0x7f {
-        126 => (2, None),
-        127 => (8, None),
-        n => (0, Some(u64::from(n))),
-    };
-    let total = 2 + extended + if masked { 4 } else { 0 };
-    if header.len() < total {
-        return None;
-    }
-    Some(len.unwrap_or_else(|| {
-        header[2..2 + extended]
-            .iter()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
-    }))
 }
 
 impl ClientWriter {
@@ -231,7 +162,7 @@ impl ClientWriter {
     pub(crate) fn take_over(&self) -> bool {
         let mut state = self.state();
         state.taken_over = true;
-        state.output.between_frames()
+        state.output.watcher().between_frames()
     }
 
     /// Makes the socket's last close send a reset (RST) rather than a FIN:
@@ -281,9 +212,9 @@ impl AsyncWrite for ClientWriter {
             && n > 0
         {
             state.activity.touch();
-            if !for_host {
-                state.output.feed(&buf[..n]);
-            }
+            // The host's own writes (a Close, after taking over between
+            // two frames) are followed too: the client got them.
+            state.output.count(&buf[..n]);
         }
         poll
     }
@@ -298,20 +229,31 @@ impl AsyncWrite for ClientWriter {
 }
 
 /// Splits a client's stream into what the plugin gets and what the host
-/// keeps: the reader, the shared writer, and the activity of both.
-pub(crate) fn split(stream: ClientStream) -> (ClientReader, ClientWriter, Arc<Activity>) {
+/// keeps: the reader, the shared writer, and the activity of both. `early`
+/// is what the host read after the request head (the plugin reads it
+/// first); the traffic is counted into `net` and `traffic`.
+pub(crate) fn split(
+    stream: ClientStream,
+    early: &[u8],
+    net: &NetMetrics,
+    traffic: &Arc<SessionTraffic>,
+) -> (ClientReader, ClientWriter, Arc<Activity>) {
     let socket = stream.tcp().as_raw_fd();
     let activity = Activity::new();
     let (read, write) = tokio::io::split(stream);
+    let mut input = Counting::new(net.meter(Direction::FromClient, Some(traffic.clone())), Start::Frames);
+    input.count(early);
     let reader = ClientReader {
         half: read,
         activity: activity.clone(),
+        input,
     };
+    let output = Counting::new(net.meter(Direction::ToClient, Some(traffic.clone())), Start::Response);
     let writer = ClientWriter {
         inner: Arc::new(Mutex::new(WriterState {
             half: write,
             socket,
-            output: OutputTracker::default(),
+            output,
             taken_over: false,
             activity: activity.clone(),
         })),
@@ -323,6 +265,7 @@ pub(crate) fn split(stream: ClientStream) -> (ClientReader, ClientWriter, Arc<Ac
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frames::FrameWatcher;
 
     const ANSWER: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
 
@@ -335,7 +278,7 @@ mod tests {
         frames.extend_from_slice(&[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
         frames.extend_from_slice(&[9; 65536]);
         for piece in [1, 3, 7, 100, frames.len()] {
-            let mut t = OutputTracker::default();
+            let mut t = FrameWatcher::new(Start::Response);
             for chunk in frames.chunks(piece) {
                 t.feed(chunk);
             }
@@ -352,10 +295,10 @@ mod tests {
 
     #[test]
     fn no_boundary_before_the_upgrade_or_without_one() {
-        let mut t = OutputTracker::default();
+        let mut t = FrameWatcher::new(Start::Response);
         t.feed(&ANSWER[..20]);
         assert!(!t.between_frames());
-        let mut refused = OutputTracker::default();
+        let mut refused = FrameWatcher::new(Start::Response);
         refused.feed(b"HTTP/1.1 426 Upgrade Required\r\n\r\n");
         assert!(!refused.upgraded() && !refused.between_frames());
     }

@@ -9,7 +9,7 @@ use super::head::{self, read_head};
 use super::route;
 use super::{Listener, Shared};
 use crate::error::{Error, ErrorKind};
-use crate::metrics::Outcome;
+use crate::metrics::{Outcome, SessionTraffic};
 use crate::race::Replay;
 use crate::runtime::Runtime;
 use crate::sessions::{RequestHead, Session, SessionInfo};
@@ -270,7 +270,8 @@ async fn connection(
     // A session now: counted as one, no longer as pending.
     drop(pending);
     shared.metrics.session_started(&route.name);
-    let (reader, writer, activity) = client::split(stream);
+    let traffic = SessionTraffic::new();
+    let (reader, writer, activity) = client::split(stream, &early, shared.metrics.net(), &traffic);
     let info = SessionInfo {
         client: peer,
         server_name,
@@ -296,7 +297,7 @@ async fn connection(
     let ending = {
         let serve = runtime.serve_session(
             &route.plugin,
-            route.config.clone(),
+            route.config.for_session(traffic.clone()),
             &route.args,
             &route.limits,
             shared.budget.clone(),

@@ -49,7 +49,7 @@ pub use reload::ConfigSource;
 use crate::connect::ConnectConfig;
 use crate::error::Error;
 use crate::limits::MemoryBudget;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, NetMetrics};
 use crate::runtime::{Pool, PoolUsage, Runtime};
 use crate::settings::{DEFAULT_MAX_SESSIONS, DEFAULT_PLUGIN_MEMORY, Settings};
 use certs::CertFiles;
@@ -163,6 +163,9 @@ impl Gateway {
             };
             acceptors.push((address, tls));
         }
+        // The routes' connects and traffic are counted with the rest.
+        let net = NetMetrics::new();
+        let config = config.counted_in(net.clone());
         let route_limits = reload::route_limits(settings)?;
         // One slot per session: a session's place is taken before its
         // instance is made and given back once the instance is gone.
@@ -192,7 +195,7 @@ impl Gateway {
             }
             None => None,
         };
-        let metrics = Metrics::new(generation.routes.iter().map(|r| r.name.as_str()));
+        let metrics = Metrics::new(generation.routes.iter().map(|r| r.name.as_str()), net);
         let shared = Shared {
             current: RwLock::new(Arc::new(generation)),
             counts,

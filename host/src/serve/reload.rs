@@ -131,6 +131,8 @@ fn plan(shared: &Shared) -> Result<Generation, Error> {
         return Err(Error::config(format!("{why}: that needs a restart")));
     }
     let limits = route_limits(&settings)?;
+    // Counted where the first configuration's connects are.
+    let config = config.counted_in(shared.metrics.net().clone());
     generation::plan(
         &shared.runtime,
         &settings,
