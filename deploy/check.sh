@@ -91,7 +91,7 @@ if have_tools; then TOOLS_OK=true; fi
 # --- the Dockerfile ----------------------------------------------------------
 if $TOOLS_OK; then
     step "Dockerfile: $("$VENV/bin/hadolint" --version)"
-    "$VENV/bin/hadolint" "$DEPLOY/Dockerfile" || fail "hadolint found the above in deploy/Dockerfile"
+    "$VENV/bin/hadolint" --no-color "$DEPLOY/Dockerfile" || fail "hadolint found the above in deploy/Dockerfile"
 else
     not_run "hadolint, kubernetes-validate and check-jsonschema" \
         "could not be installed from PyPI (${TOOLS[*]})."
@@ -179,7 +179,11 @@ elif [ -f "$TMP/wsgate.toml" ]; then
     done
     if [ -z "$admin" ]; then
         cat "$TMP/serve.log" >&2
-        fail "wsgate did not start with deploy/wsgate.toml within ${START_TIMEOUT} s"
+        if kill -0 "$WSGATE_PID" 2>/dev/null; then
+            fail "wsgate did not start with deploy/wsgate.toml within ${START_TIMEOUT} s"
+        else
+            fail "wsgate refused deploy/wsgate.toml (above)"
+        fi
     else
         for path in /healthz /readyz /metrics; do
             if ! "$PY" - "$admin" "$path" <<'EOF'; then
