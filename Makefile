@@ -28,7 +28,7 @@ run: build plugins
 test: plugins py-websockets ech-server
 	WSGATE_ECH_SERVER=$(TARGET_DIR)/debug/wsgate-ech-server \
 		$(CARGO) test --workspace --exclude $(firstword $(PLUGINS)) $(addprefix --exclude ,$(wordlist 2,99,$(PLUGINS)))
-	$(MAKE) deploy-check
+	$(MAKE) deploy-check WSGATE=$(TARGET_DIR)/debug/wsgate
 	$(MAKE) conformance WSGATE=$(TARGET_DIR)/debug/wsgate
 
 ## conformance: the Autobahn|Testsuite client cases 1.* to 10.* against the
@@ -55,10 +55,10 @@ conformance conformance-full: plugins
 ## wsgate.toml) linted, validated against schemas and started with the
 ## debug wsgate (deploy/check.sh; its tools come from PyPI into
 ## $(TARGET_DIR)/deploy-check: without them it says so loudly and skips
-## them, or fails when CI=true)
+## them, or fails when CI=true). WSGATE=path/to/wsgate as for conformance.
 deploy-check: plugins
-	$(CARGO) build -p wsgate-host --bin wsgate
-	bash deploy/check.sh --wsgate $(TARGET_DIR)/debug/wsgate --plugins $(PLUGIN_DIR) \
+	@if [ -z "$(WSGATE)" ]; then $(CARGO) build -p wsgate-host --bin wsgate; fi
+	bash deploy/check.sh --wsgate $(or $(WSGATE),$(TARGET_DIR)/debug/wsgate) --plugins $(PLUGIN_DIR) \
 		--work $(TARGET_DIR)/deploy-check
 
 ## bench: wsgate against tokio-tungstenite and hyper-util on the testbed's

