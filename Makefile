@@ -16,17 +16,19 @@ PLUGINS     := echo-client bench-client autobahn-client throughput-client hostil
 
 export WSGATE_PLUGIN_DIR := $(PLUGIN_DIR)
 
-.PHONY: run test bench plugins build wasm-target clean conformance conformance-full py-websockets ech-server
+.PHONY: run test bench plugins build wasm-target clean conformance conformance-full py-websockets ech-server deploy-check
 
 ## run: build the host, the testbed and the plugins, and run the demo
 run: build plugins
 	@bash examples/demo.sh $(TARGET_DIR)/release $(PLUGIN_DIR)
 
-## test: unit tests (host, guest SDK, testbed), end-to-end tests, then the
-## Autobahn conformance run through the wsgate binary the tests built
+## test: unit tests (host, guest SDK, testbed), end-to-end tests, the
+## deployment files' checks, then the Autobahn conformance run through the
+## wsgate binary the tests built
 test: plugins py-websockets ech-server
 	WSGATE_ECH_SERVER=$(TARGET_DIR)/debug/wsgate-ech-server \
 		$(CARGO) test --workspace --exclude $(firstword $(PLUGINS)) $(addprefix --exclude ,$(wordlist 2,99,$(PLUGINS)))
+	$(MAKE) deploy-check WSGATE=$(TARGET_DIR)/debug/wsgate
 	$(MAKE) conformance WSGATE=$(TARGET_DIR)/debug/wsgate
 
 ## conformance: the Autobahn|Testsuite client cases 1.* to 10.* against the
@@ -48,6 +50,16 @@ conformance conformance-full: plugins
 		--wsgate $(or $(WSGATE),$(TARGET_DIR)/debug/wsgate) \
 		--plugin $(PLUGIN_DIR)/echo_server.wasm \
 		--out $(TARGET_DIR)/autobahn/server-$(if $(filter conformance-full,$@),full,1-10)
+
+## deploy-check: deploy/ (Dockerfile, systemd unit, Kubernetes manifests,
+## wsgate.toml) linted, validated against schemas and started with the
+## debug wsgate (deploy/check.sh; its tools come from PyPI into
+## $(TARGET_DIR)/deploy-check: without them it says so loudly and skips
+## them, or fails when CI=true). WSGATE=path/to/wsgate as for conformance.
+deploy-check: plugins
+	@if [ -z "$(WSGATE)" ]; then $(CARGO) build -p wsgate-host --bin wsgate; fi
+	bash deploy/check.sh --wsgate $(or $(WSGATE),$(TARGET_DIR)/debug/wsgate) --plugins $(PLUGIN_DIR) \
+		--work $(TARGET_DIR)/deploy-check
 
 ## bench: wsgate against tokio-tungstenite and hyper-util on the testbed's
 ## per-family failures, then process start to first echo against a server
