@@ -26,7 +26,7 @@ import tomllib
 
 import yaml
 
-# wsgate's default drain-timeout, in seconds (DRAIN-CONTRACT: `[serve]
+# wsgate's default drain-timeout, in seconds (`[serve]
 # drain-timeout`, default 30), used when wsgate.toml does not set one.
 DEFAULT_DRAIN_TIMEOUT = 30
 
