@@ -62,7 +62,7 @@ impl Report {
         for (name, injected, ended) in &self.faults {
             out.push_str(&format!("| {} | {injected} | {} |\n", cell(name), cell(ended)));
         }
-        out.push_str(&format!("\n| check | result | seen |\n|---|---|---|\n"));
+        out.push_str("\n| check | result | seen |\n|---|---|---|\n");
         for c in &self.checks {
             out.push_str(&format!(
                 "| {} | {} | {} |\n",
