@@ -120,11 +120,11 @@ struct Soak {
     gateways: u32,
 
     /// Milliseconds between an echo and a session's next message.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(20..=60_000))]
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(20..=60_000))]
     interval_ms: u64,
 
     /// Seconds of traffic after the faults, before every session closes.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=600))]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=600))]
     hold: u64,
 
     /// Sessions whose upstream connection is reset mid-stream.
@@ -650,7 +650,9 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
 
     // 9. Traffic, then every session closes.
     progress(format!("traffic for {} s", cli.hold));
+    let hold_from = traffic.latencies_us.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(cli.hold)).await;
+    let hold_to = traffic.latencies_us.lock().unwrap().len();
     let running: Vec<&Session> = main.iter().filter(|s| !s.finished()).collect();
     progress(format!("closing {} sessions", running.len()));
     for s in &running {
@@ -912,6 +914,7 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
 
     // The figures.
     let mut latencies = std::mem::take(&mut *traffic.latencies_us.lock().unwrap());
+    let mut held = latencies.get(hold_from..hold_to).unwrap_or_default().to_vec();
     report.figure("gateway processes", cli.gateways.to_string());
     report.figure("sessions open at once (peak)", format!("{}", peak_open));
     report.figure(
@@ -924,6 +927,11 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
     );
     report.figure("echo latency p99", ms(quantile(&mut latencies, 0.99)));
     report.figure("echo latency max", ms(quantile(&mut latencies, 1.0)));
+    // The hold's alone: every session open, no fault, no session opening.
+    report.figure(
+        format!("echo latency during the hold, {} echoes: p50 / p99", held.len()),
+        format!("{} / {}", ms(quantile(&mut held, 0.5)), ms(quantile(&mut held, 0.99))),
+    );
     let sum = |v: &[f64]| v.iter().sum::<f64>();
     report.figure(
         "gateways' VmRSS: baseline / peak / end (all gateways)",
@@ -1024,12 +1032,16 @@ async fn drain(
     );
     let report_up = up.report().await.context("the upstream's report after the drain")?;
     let mut ends = Tally::new();
+    let mut up_ends = Tally::new();
     let mut lost = Vec::new();
     let mut bad = Vec::new();
     for (s, &acked) in sessions.iter().zip(&acked) {
         let r = s.record();
         *ends.entry(r.end.to_string()).or_default() += 1;
         let u = report_up.sessions.get(&s.id);
+        *up_ends
+            .entry(format!("upstream: {}", u.map_or(End::Open, |u| u.end)))
+            .or_default() += 1;
         let got = u.map_or(0, |u| u.messages);
         if got < acked {
             lost.push(s.id);
@@ -1064,9 +1076,18 @@ async fn drain(
     );
     let mut said = Vec::new();
     for (i, status, lines) in &exits {
-        let ok = status.is_some_and(|s| s.success()) && lines.len() == 1;
+        // `wsgate: drained: N sessions ended by themselves, M cut`: all of
+        // its sessions, none cut (ws-proxy and the upstream close at once).
+        let dealt = sessions.iter().filter(|s| s.id as usize % gateways.len() == *i).count() as u64;
+        let counts = lines.first().and_then(|l| {
+            let rest = l.split("drained: ").nth(1)?;
+            let n: u64 = rest.split_whitespace().next()?.parse().ok()?;
+            let m: u64 = rest.split(", ").nth(1)?.split_whitespace().next()?.parse().ok()?;
+            Some((n, m))
+        });
+        let ok = status.is_some_and(|s| s.success()) && lines.len() == 1 && counts == Some((dealt, 0));
         report.check(
-            format!("drain: gateway {i} exits 0 with one `drained:` line"),
+            format!("drain: gateway {i} exits 0 with one `drained: {dealt} sessions ended by themselves, 0 cut` line"),
             ok,
             format!(
                 "{}; {}",
@@ -1084,8 +1105,9 @@ async fn drain(
         "drain (SIGTERM mid-traffic)",
         sessions.len() as u64,
         format!(
-            "{}; {}",
+            "client: {}; {}; {}",
             describe(&ends),
+            describe(&up_ends),
             if said.is_empty() {
                 "no drained: line".into()
             } else {
