@@ -29,8 +29,10 @@ pub(crate) enum Cmd {
     /// Ask the upstream to reset its connection (`ID reset`), then stop
     /// sending and wait for the gateway's Close.
     Reset,
-    /// Drop the TCP connection, no Close.
+    /// Drop the TCP connection, no Close (a FIN).
     Vanish,
+    /// Drop the TCP connection with an RST (SO_LINGER 0), no Close.
+    Abort,
     /// Finish the message in flight, then close (1000).
     Close,
 }
@@ -144,6 +146,25 @@ pub(crate) async fn open(id: u32, addr: SocketAddr, traffic: Arc<Traffic>, first
     })
 }
 
+/// Sets SO_LINGER to zero: the close that follows sends an RST.
+pub(crate) fn linger_zero(tcp: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads the struct given, on a socket we own.
+    unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Reads to the end of the connection (bounded) after a Close.
 async fn read_to_end(ws: &mut WebSocketStream<TcpStream>) {
     let _ = tokio::time::timeout(CLOSE_LIMIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
@@ -198,7 +219,10 @@ async fn run(
                         return end(ClientEnd::Abnormal);
                     }
                 }
-                Some(Cmd::Vanish) => {
+                Some(cmd @ (Cmd::Vanish | Cmd::Abort)) => {
+                    if cmd == Cmd::Abort {
+                        linger_zero(ws.get_ref());
+                    }
                     drop(ws);
                     return end(ClientEnd::Vanished);
                 }

@@ -28,7 +28,6 @@ use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -272,24 +271,6 @@ async fn accept_loop(listener: TcpListener, v6: bool, book: Arc<Book>) {
     }
 }
 
-/// Sets SO_LINGER to zero: the close that follows sends an RST.
-fn linger_zero(tcp: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt reads the struct given, on a socket we own.
-    unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-}
-
 async fn session(tcp: TcpStream, v6: bool, book: Arc<Book>) {
     let _ = tcp.set_nodelay(true);
     let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
@@ -318,7 +299,7 @@ async fn session(tcp: TcpStream, v6: bool, book: Arc<Book>) {
                 let Ok(sid) = sid.parse::<u32>() else { continue };
                 id = Some(sid);
                 if rest == "reset" {
-                    linger_zero(ws.get_ref());
+                    super::driver::linger_zero(ws.get_ref());
                     record(sid, &mut |s| s.end = End::Reset);
                     drop(ws);
                     return;
