@@ -33,7 +33,8 @@ pub(crate) enum Cmd {
     Vanish,
     /// Drop the TCP connection with an RST (SO_LINGER 0), no Close.
     Abort,
-    /// Finish the message in flight, then close (1000).
+    /// Finish the message in flight (waiting for its echo at most 10 s),
+    /// then close (1000).
     Close,
 }
 
@@ -184,11 +185,13 @@ async fn run(
     let mut next_send = Instant::now() + first;
     // Close asked: close once no message is in flight.
     let mut closing = false;
+    // An echo not back by then is not waited for any longer.
+    let mut close_by = traffic.deadline;
     // Reset asked: send nothing more.
     let mut quiet = false;
     let mut listening = true;
     loop {
-        if closing && in_flight.is_none() {
+        if closing && (in_flight.is_none() || Instant::now() >= close_by) {
             let frame = CloseFrame {
                 code: CloseCode::Normal,
                 reason: "".into(),
@@ -226,7 +229,10 @@ async fn run(
                     drop(ws);
                     return end(ClientEnd::Vanished);
                 }
-                Some(Cmd::Close) => closing = true,
+                Some(Cmd::Close) => {
+                    closing = true;
+                    close_by = Instant::now() + CLOSE_LIMIT;
+                }
                 None => listening = false,
             },
             _ = tokio::time::sleep_until(next_send), if in_flight.is_none() && !closing && !quiet => {
@@ -262,6 +268,7 @@ async fn run(
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return end(ClientEnd::Abnormal),
             },
+            _ = tokio::time::sleep_until(close_by), if closing => {}
             _ = tokio::time::sleep_until(traffic.deadline) => return end(ClientEnd::Timeout),
         }
     }

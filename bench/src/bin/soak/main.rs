@@ -254,7 +254,6 @@ fn raise_nofile() -> u64 {
 }
 
 /// The gateways' RSS and open files, sampled through the run.
-#[derive(Default)]
 struct Peaks {
     rss_kib: Vec<f64>,
     files: Vec<usize>,
@@ -466,7 +465,10 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
     let base_rss: Vec<f64> = gateways.iter().map(Gateway::rss_kib).collect();
     let base_names: Vec<Vec<String>> = gateways.iter().map(Gateway::file_names).collect();
     progress(format!("baseline: files {base_files:?}, RSS {base_rss:?} KiB"));
-    let peaks = Arc::new(Mutex::new(Peaks::default()));
+    let peaks = Arc::new(Mutex::new(Peaks {
+        rss_kib: base_rss.clone(),
+        files: base_files.clone(),
+    }));
     let sampling = sampler(gateways.iter().map(Gateway::pid).collect(), peaks.clone());
 
     // 2. The sessions before the blackhole.
@@ -506,6 +508,14 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
     main.extend(late);
     let peak_open = main.len() as f64;
     let active = settle_active(&gateways, peak_open, Duration::from_secs(10)).await?;
+    {
+        // A reading at the peak itself, besides the sampler's.
+        let mut p = peaks.lock().unwrap();
+        for (i, g) in gateways.iter().enumerate() {
+            p.rss_kib[i] = p.rss_kib[i].max(g.rss_kib());
+            p.files[i] = p.files[i].max(g.files());
+        }
+    }
     report.check(
         format!("the gateways hold all {} sessions at once", main.len()),
         active == peak_open && main.len() == cli.sessions as usize,
