@@ -737,6 +737,9 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
     let mut problems: HashMap<&'static str, Vec<u32>> = HashMap::new();
     let mut healthy = 0u64;
     let (mut sent, mut echoed, mut up_messages) = (0u64, 0u64, 0u64);
+    // The same of the unfaulted sessions alone (a faulted one may lose
+    // the echo in flight when it ends).
+    let mut healthy_counts = (0u64, 0u64, 0u64);
     let mut vanish_tally = Tally::new();
     let mut reset_up = Tally::new();
     for s in &main {
@@ -764,6 +767,9 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
         match faulted.get(&s.id) {
             None => {
                 healthy += 1;
+                healthy_counts.0 += r.sent;
+                healthy_counts.1 += r.echoed;
+                healthy_counts.2 += u_messages;
                 flag("healthy: a message without its echo", r.echoed != r.sent);
                 flag(
                     "healthy: the client's Close not answered with 1000",
@@ -799,7 +805,10 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
         format!("{healthy} unfaulted sessions: every message echoed once, in order, counted alike at both ends"),
         problems.is_empty(),
         if problems.is_empty() {
-            format!("{sent} sent, {echoed} echoed, {up_messages} at the upstream")
+            format!(
+                "{} sent, {} echoed, {} at the upstream",
+                healthy_counts.0, healthy_counts.1, healthy_counts.2
+            )
         } else {
             kinds
                 .iter()
@@ -929,7 +938,7 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
     report.figure("gateway processes", cli.gateways.to_string());
     report.figure("sessions open at once (peak)", format!("{}", peak_open));
     report.figure(
-        "messages sent / echoed to the clients / counted at the upstream",
+        "messages sent / echoed to the clients / counted at the upstream (all sessions, faulted ones included)",
         format!("{sent} / {echoed} / {up_messages}"),
     );
     report.figure(
