@@ -127,9 +127,9 @@ pub(crate) async fn upgrade(addr: SocketAddr, path: &str) -> anyhow::Result<WebS
 }
 
 /// Opens session `id` to the gateway at `addr` and starts its
-/// traffic, the first message after `first` (spreading the sessions'
-/// sends over the interval).
-pub(crate) async fn open(id: u32, addr: SocketAddr, traffic: Arc<Traffic>, first: Duration) -> anyhow::Result<Session> {
+/// traffic: its first message at once (the upstream knows the session by
+/// its id from then on), the next an interval after each echo.
+pub(crate) async fn open(id: u32, addr: SocketAddr, traffic: Arc<Traffic>) -> anyhow::Result<Session> {
     let ws = upgrade(addr, "/").await?;
     let record = Arc::new(Mutex::new(Record {
         sent: 0,
@@ -138,7 +138,7 @@ pub(crate) async fn open(id: u32, addr: SocketAddr, traffic: Arc<Traffic>, first
         end: ClientEnd::Open,
     }));
     let (commands, rx) = mpsc::channel(4);
-    let task = tokio::spawn(run(ws, id, record.clone(), rx, traffic, first));
+    let task = tokio::spawn(run(ws, id, record.clone(), rx, traffic));
     Ok(Session {
         id,
         commands,
@@ -177,12 +177,11 @@ async fn run(
     record: Arc<Mutex<Record>>,
     mut commands: mpsc::Receiver<Cmd>,
     traffic: Arc<Traffic>,
-    first: Duration,
 ) {
     let end = |e: ClientEnd| record.lock().unwrap().end = e;
     let mut seq = 0u64;
     let mut in_flight: Option<Instant> = None;
-    let mut next_send = Instant::now() + first;
+    let mut next_send = Instant::now();
     // Close asked: close once no message is in flight.
     let mut closing = false;
     // An echo not back by then is not waited for any longer.

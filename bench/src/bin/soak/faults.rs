@@ -138,3 +138,16 @@ pub(crate) async fn slow_header(addr: SocketAddr, head_timeout: Duration) -> Slo
         after: started.elapsed(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::status_of;
+
+    #[test]
+    fn statuses_come_from_the_status_line() {
+        assert_eq!(status_of(b"HTTP/1.1 503 Service Unavailable\r\n\r\n"), "503");
+        assert_eq!(status_of(b"HTTP/1.1 408 Request Timeout\r\n"), "408");
+        assert_eq!(status_of(b""), "closed without an answer");
+        assert_eq!(status_of(b"\x88\x02\x03\xe8"), "not HTTP");
+    }
+}

@@ -312,3 +312,32 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    const TEXT: &str = "# TYPE wsgate_sessions counter\n\
+        wsgate_sessions_total{route=\"trap\"} 102\n\
+        wsgate_sessions_total{route=\"proxy\"} 10002\n\
+        wsgate_sessions_active{route=\"proxy\"} 0\n\
+        wsgate_host_answers_total{status=\"503\"} 500\n\
+        wsgate_sessions_totally_other 7\n\
+        # EOF\n";
+
+    #[test]
+    fn samples_are_read_by_their_exact_labels() {
+        let m = Metrics(TEXT.into());
+        assert_eq!(m.sample("wsgate_host_answers_total{status=\"503\"}"), Some(500.0));
+        assert_eq!(m.sample("wsgate_host_answers_total{status=\"408\"}"), None);
+        assert_eq!(m.sample("wsgate_sessions_total{route=\"trap\"}"), Some(102.0));
+    }
+
+    #[test]
+    fn a_family_sums_over_its_labels_only() {
+        let m = Metrics(TEXT.into());
+        assert_eq!(m.sum("wsgate_sessions_total"), 10104.0);
+        assert_eq!(m.sum("wsgate_sessions_active"), 0.0);
+        assert_eq!(m.sum("wsgate_nothing"), 0.0);
+    }
+}

@@ -303,10 +303,8 @@ async fn open_many(
     for (b, chunk) in ids.chunks(OPEN_AT_ONCE).enumerate() {
         let results = futures_util::future::join_all(chunk.iter().map(|&id| {
             let g = id as usize % gateways.len();
-            // The first message at once: the upstream knows every session
-            // by its id from then on (the sessions' sends are spread by
-            // the times they open at).
-            driver::open(id, gateways[g].addr, traffic.clone(), Duration::ZERO)
+            // The sessions' sends are spread by the times they open at.
+            driver::open(id, gateways[g].addr, traffic.clone())
         }))
         .await;
         for r in results {
@@ -390,6 +388,23 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
         up.pid()
     ));
     let share = cli.sessions.div_ceil(cli.gateways);
+    // Two sockets a session in a gateway, and room for its own files and
+    // the connections that come and go (flood, slow heads, admin).
+    let needed = u64::from(share) * 2 + u64::from(cli.flood + cli.slow_headers) + 200;
+    // This process holds every session's client socket, the upstream its
+    // own end of each.
+    let clients = u64::from(cli.sessions.max(cli.drain_sessions)) + u64::from(cli.flood + cli.slow_headers) + 200;
+    if clients > nofile {
+        bail!(
+            "{} sessions need about {clients} files in this process, over RLIMIT_NOFILE {nofile}",
+            cli.sessions
+        );
+    }
+    if needed > nofile {
+        bail!(
+            "{share} sessions a gateway need about {needed} files, over RLIMIT_NOFILE {nofile}: give more --gateways"
+        );
+    }
     let config = scratch.dir.join("wsgate.toml");
     std::fs::write(
         &config,

@@ -102,3 +102,38 @@ pub(crate) fn quantile(values: &mut [u32], q: f64) -> Option<u32> {
 pub(crate) fn ms(us: Option<u32>) -> String {
     us.map_or("—".into(), |us| format!("{:.2} ms", us as f64 / 1000.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_ranks() {
+        let mut v: Vec<u32> = (1..=100).rev().collect();
+        assert_eq!(quantile(&mut v, 0.5), Some(50));
+        assert_eq!(quantile(&mut v, 0.99), Some(99));
+        assert_eq!(quantile(&mut v, 1.0), Some(100));
+        assert_eq!(quantile(&mut v, 0.0), Some(1));
+        assert_eq!(quantile(&mut [], 0.5), None);
+    }
+
+    #[test]
+    fn tallies_read_most_first() {
+        let mut t = Tally::new();
+        t.insert("408".into(), 3);
+        t.insert("closed without an answer".into(), 1);
+        t.insert("503".into(), 3);
+        assert_eq!(describe(&t), "3 × 408, 3 × 503, 1 × closed without an answer");
+        assert_eq!(describe(&Tally::new()), "—");
+    }
+
+    #[test]
+    fn a_failed_check_fails_the_report() {
+        let mut r = Report::default();
+        r.check("one", true, "fine");
+        assert_eq!(r.failed(), 0);
+        r.check("two | three", false, "not");
+        assert_eq!(r.failed(), 1);
+        assert!(r.markdown().contains("| two / three | **FAILED** | not |"));
+    }
+}

@@ -469,3 +469,24 @@ impl Drop for Upstream {
         let _ = self.child.wait();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::End;
+
+    #[test]
+    fn ends_survive_the_report_line() {
+        for end in [
+            End::Open,
+            End::Close(0),
+            End::Close(1011),
+            End::Eof,
+            End::Error,
+            End::Reset,
+        ] {
+            assert_eq!(End::decode(&end.encode()), Some(end));
+        }
+        assert_eq!(End::decode("close:x"), None);
+        assert_eq!(End::decode("closed"), None);
+    }
+}
