@@ -1091,6 +1091,17 @@ async fn drain(
         close_1001 == sessions.len() as u64,
         describe(&ends),
     );
+    // ws-proxy passes the client's side's Close on to the upstream.
+    let up_closed: u64 = up_ends
+        .iter()
+        .filter(|(k, _)| k.starts_with("upstream: Close"))
+        .map(|(_, n)| n)
+        .sum();
+    report.check(
+        "drain: the upstream got a Close on every session",
+        up_closed == sessions.len() as u64,
+        describe(&up_ends),
+    );
     report.check(
         "drain: no message acknowledged before the drain lost",
         lost.is_empty(),
