@@ -47,7 +47,7 @@
 //! The figures and checks go to standard output as markdown; progress to
 //! standard error. The exit code is 1 when any check failed.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -55,17 +55,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod drain;
 mod driver;
 mod faults;
 mod gateway;
+mod ledger;
 mod report;
 mod upstream;
 
 use driver::{ClientEnd, Cmd, Session, Traffic};
 use faults::Tally;
 use gateway::{Gateway, GatewayConfig, Scratch};
+use ledger::Fault;
 use report::{Report, describe, ms, quantile};
-use upstream::{End, Upstream};
+use upstream::Upstream;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -560,7 +563,7 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
     // 6. Upstream resets, 7. vanishing clients: sessions spread over the
     // whole set (and so over the gateways).
     let step = (main_sessions as usize / (cli.resets + cli.vanish).max(1) as usize).max(1);
-    let mut faulted: HashMap<u32, &'static str> = HashMap::new();
+    let mut faulted: HashMap<u32, Fault> = HashMap::new();
     let (mut reset_at, mut vanish_at) = (Vec::new(), Vec::new());
     let g = cli.gateways as usize;
     for k in 0..(cli.resets + cli.vanish) as usize {
@@ -573,10 +576,10 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
             .unwrap_or(base);
         if k < cli.resets as usize {
             reset_at.push(i);
-            faulted.insert(main[i].id, "reset");
+            faulted.insert(main[i].id, Fault::Reset);
         } else {
             vanish_at.push(i);
-            faulted.insert(main[i].id, "vanish");
+            faulted.insert(main[i].id, Fault::Vanish);
         }
     }
     for &i in &reset_at {
@@ -749,89 +752,23 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
     );
 
     let upstream_report = up.report().await?;
-    let mut problems: HashMap<&'static str, Vec<u32>> = HashMap::new();
-    let mut healthy = 0u64;
-    let (mut sent, mut echoed, mut up_messages) = (0u64, 0u64, 0u64);
-    // The same of the unfaulted sessions alone (a faulted one may lose
-    // the echo in flight when it ends).
-    let mut healthy_counts = (0u64, 0u64, 0u64);
-    let mut vanish_tally = Tally::new();
-    let mut reset_up = Tally::new();
-    for s in &main {
-        let r = s.record();
-        let u = upstream_report.sessions.get(&s.id).copied();
-        let u_messages = u.map_or(0, |u| u.messages);
-        sent += r.sent;
-        echoed += r.echoed;
-        up_messages += u_messages;
-        let mut flag = |what: &'static str, bad: bool| {
-            if bad {
-                problems.entry(what).or_default().push(s.id);
-            }
-        };
-        flag(
-            "a message duplicated on the way up",
-            u.is_some_and(|u| u.duplicates > 0),
-        );
-        flag("a message lost on the way up (a gap)", u.is_some_and(|u| u.gaps > 0));
-        flag("an echo that was not the message in flight", r.bad > 0);
-        flag(
-            "more echoes than the upstream got, or more got than sent",
-            r.echoed > u_messages || u_messages > r.sent,
-        );
-        match faulted.get(&s.id) {
-            None => {
-                healthy += 1;
-                healthy_counts.0 += r.sent;
-                healthy_counts.1 += r.echoed;
-                healthy_counts.2 += u_messages;
-                flag("healthy: a message without its echo", r.echoed != r.sent);
-                flag(
-                    "healthy: the client's Close not answered with 1000",
-                    r.end != ClientEnd::Close(1000),
-                );
-                flag(
-                    "healthy: the upstream did not get Close 1000",
-                    r.sent > 0 && u.is_none_or(|u| u.end != End::Close(1000)),
-                );
-            }
-            Some(&"reset") => {
-                *reset_up
-                    .entry(format!("upstream: {}", u.map_or(End::Open, |u| u.end)))
-                    .or_default() += 1;
-            }
-            Some(_) => {
-                let label = match u {
-                    Some(u) if u.end == End::Open => "upstream: still open".to_owned(),
-                    Some(u) => format!("upstream got {}", u.end),
-                    None => "upstream: no message of it came".to_owned(),
-                };
-                *vanish_tally.entry(label).or_default() += 1;
-                flag(
-                    "vanished: the upstream's side still open",
-                    u.is_none_or(|u| u.end == End::Open),
-                );
-            }
-        }
-    }
-    let mut kinds: Vec<_> = problems.iter().collect();
-    kinds.sort();
+    let ledger = ledger::compare(&main, &faulted, &upstream_report);
     report.check(
-        format!("{healthy} unfaulted sessions: every message echoed once, in order, counted alike at both ends"),
-        problems.is_empty(),
-        if problems.is_empty() {
-            format!(
-                "{} sent, {} echoed, {} at the upstream",
-                healthy_counts.0, healthy_counts.1, healthy_counts.2
-            )
+        format!(
+            "{} unfaulted sessions: every message echoed once, in order, counted alike at both ends",
+            ledger.healthy
+        ),
+        ledger.problems.is_empty(),
+        if ledger.problems.is_empty() {
+            let t = &ledger.unfaulted;
+            format!("{} sent, {} echoed, {} at the upstream", t.sent, t.echoed, t.upstream)
         } else {
-            kinds
-                .iter()
-                .map(|(what, ids)| format!("{what}: sessions {}", some(ids)))
-                .collect::<Vec<_>>()
-                .join("; ")
+            ledger.problems_line()
         },
     );
+    let (sent, echoed, up_messages) = (ledger.all.sent, ledger.all.echoed, ledger.all.upstream);
+    let reset_up = ledger.reset_upstream;
+    let vanish_tally = ledger.vanish_upstream;
     let mut reset_all = reset_tally.clone();
     reset_all.extend(reset_up);
     report.fault(
@@ -1001,7 +938,7 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
     if cli.no_drain {
         progress("no drain (--no-drain)");
     } else {
-        drain(
+        drain::drain(
             &cli,
             &mut report,
             &mut gateways,
@@ -1020,146 +957,4 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
-}
-
-/// Sessions in traffic, SIGTERM to every gateway: Close 1001 to each, no
-/// message acknowledged before lost, exit 0 with a `drained:` line.
-async fn drain(
-    cli: &Soak,
-    report: &mut Report,
-    gateways: &mut [Gateway],
-    up: &mut Upstream,
-    ids: std::ops::Range<u32>,
-    deadline: Instant,
-) -> anyhow::Result<()> {
-    let traffic = Arc::new(Traffic {
-        interval: Duration::from_millis(cli.drain_interval_ms),
-        latencies_us: Mutex::new(Vec::new()),
-        deadline,
-    });
-    let (sessions, failed) = open_many(ids, gateways, &traffic, "drain").await;
-    if !failed.is_empty() {
-        report.check("drain: sessions open", false, describe(&failed));
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // What each client had acknowledged (echoed) when the drain began.
-    let acked: Vec<u64> = sessions.iter().map(|s| s.record().echoed).collect();
-    progress(format!(
-        "drain: SIGTERM to the gateways, {} sessions in traffic",
-        sessions.len()
-    ));
-    for g in gateways.iter() {
-        g.terminate();
-    }
-    let bound = Duration::from_secs(cli.drain_timeout.unwrap_or(30) + 30);
-    let all: Vec<&Session> = sessions.iter().collect();
-    let ended = wait_finished(&all, bound).await;
-    let mut exits = Vec::new();
-    for g in gateways.iter_mut() {
-        let status = g.wait_exit(bound).await;
-        let lines = g.lines_with("drained:");
-        exits.push((g.index, status, lines));
-    }
-    report.check(
-        "drain: every session ended",
-        ended,
-        format!("{} sessions", sessions.len()),
-    );
-    let report_up = up.report().await.context("the upstream's report after the drain")?;
-    let mut ends = Tally::new();
-    let mut up_ends = Tally::new();
-    let mut lost = Vec::new();
-    let mut bad = Vec::new();
-    for (s, &acked) in sessions.iter().zip(&acked) {
-        let r = s.record();
-        *ends.entry(r.end.to_string()).or_default() += 1;
-        let u = report_up.sessions.get(&s.id);
-        *up_ends
-            .entry(format!("upstream: {}", u.map_or(End::Open, |u| u.end)))
-            .or_default() += 1;
-        let got = u.map_or(0, |u| u.messages);
-        if got < acked {
-            lost.push(s.id);
-        }
-        if r.bad > 0 || u.is_some_and(|u| u.duplicates > 0 || u.gaps > 0) || r.echoed > got || got > r.sent {
-            bad.push(s.id);
-        }
-    }
-    let close_1001 = ends.get("Close 1001").copied().unwrap_or(0);
-    report.check(
-        "drain: every client got Close 1001",
-        close_1001 == sessions.len() as u64,
-        describe(&ends),
-    );
-    // ws-proxy passes the client's side's Close on to the upstream.
-    let up_closed: u64 = up_ends
-        .iter()
-        .filter(|(k, _)| k.starts_with("upstream: Close"))
-        .map(|(_, n)| n)
-        .sum();
-    report.check(
-        "drain: the upstream got a Close on every session",
-        up_closed == sessions.len() as u64,
-        describe(&up_ends),
-    );
-    report.check(
-        "drain: no message acknowledged before the drain lost",
-        lost.is_empty(),
-        if lost.is_empty() {
-            format!("{} acknowledged before it", acked.iter().sum::<u64>())
-        } else {
-            format!("lost in sessions {}", some(&lost))
-        },
-    );
-    report.check(
-        "drain: none duplicated, none out of order, both ends alike",
-        bad.is_empty(),
-        if bad.is_empty() {
-            "none".into()
-        } else {
-            format!("sessions {}", some(&bad))
-        },
-    );
-    let mut said = Vec::new();
-    for (i, status, lines) in &exits {
-        // `wsgate: drained: N sessions ended by themselves, M cut`: all of
-        // its sessions, none cut (ws-proxy and the upstream close at once).
-        let dealt = sessions.iter().filter(|s| s.id as usize % gateways.len() == *i).count() as u64;
-        let counts = lines.first().and_then(|l| {
-            let rest = l.split("drained: ").nth(1)?;
-            let n: u64 = rest.split_whitespace().next()?.parse().ok()?;
-            let m: u64 = rest.split(", ").nth(1)?.split_whitespace().next()?.parse().ok()?;
-            Some((n, m))
-        });
-        let ok = status.is_some_and(|s| s.success()) && lines.len() == 1 && counts == Some((dealt, 0));
-        report.check(
-            format!("drain: gateway {i} exits 0 with one `drained: {dealt} sessions ended by themselves, 0 cut` line"),
-            ok,
-            format!(
-                "{}; {}",
-                status.map_or("still running".into(), |s| s.to_string()),
-                if lines.is_empty() {
-                    "no drained: line".into()
-                } else {
-                    lines.join(" / ")
-                }
-            ),
-        );
-        said.extend(lines.iter().cloned());
-    }
-    report.fault(
-        "drain (SIGTERM mid-traffic)",
-        sessions.len() as u64,
-        format!(
-            "client: {}; {}; {}",
-            describe(&ends),
-            describe(&up_ends),
-            if said.is_empty() {
-                "no drained: line".into()
-            } else {
-                said.join(" / ")
-            }
-        ),
-    );
-    Ok(())
 }
