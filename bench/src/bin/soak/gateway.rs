@@ -98,7 +98,8 @@ impl Gateway {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 let mut lines = sink.lock().unwrap();
-                if lines.len() < MAX_LINES {
+                // The last word (the drain's line) is kept whatever came before.
+                if lines.len() < MAX_LINES || line.contains("drained:") {
                     lines.push(line);
                 }
             }
