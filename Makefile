@@ -16,7 +16,7 @@ PLUGINS     := echo-client bench-client autobahn-client throughput-client hostil
 
 export WSGATE_PLUGIN_DIR := $(PLUGIN_DIR)
 
-.PHONY: run test bench plugins build wasm-target clean conformance conformance-full py-websockets ech-server deploy-check
+.PHONY: run test bench soak plugins build wasm-target clean conformance conformance-full py-websockets ech-server deploy-check
 
 ## run: build the host, the testbed and the plugins, and run the demo
 run: build plugins
@@ -89,6 +89,19 @@ bench: build plugins
 		--proxy-plugin $(PLUGIN_DIR)/ws_proxy.wasm \
 		--nginx "$$(bash bench/nginx.sh || echo nginx)" $(SERVE_BENCH_ARGS)
 	$(CARGO) run --release -p wsgate-bench --bin wsgate-slow-ipv6 -- --wsgate $(TARGET_DIR)/release/wsgate --plugin $(PLUGIN_DIR)/echo-client.wasm --json $(TARGET_DIR)/slow-ipv6.json
+
+## soak: 10,000 sessions through ws-proxy over two gateways while faults are
+## injected (upstream resets, IPv6 blackholed, traps, vanishing clients,
+## slow headers, a flood past the limit), every message counted at both
+## ends, then a drain; a few minutes, bounded; not part of `make test`
+## (BENCHMARKS.md). Extra flags: make soak SOAK_ARGS='--sessions 2000 --no-drain'
+SOAK_ARGS   ?=
+soak: plugins
+	$(CARGO) build --release -p wsgate-host --bin wsgate
+	$(CARGO) run --release -p wsgate-bench --bin wsgate-soak -- \
+		--wsgate $(TARGET_DIR)/release/wsgate \
+		--proxy-plugin $(PLUGIN_DIR)/ws_proxy.wasm \
+		--probe-plugin $(PLUGIN_DIR)/gateway_probe.wasm $(SOAK_ARGS)
 
 ## py-websockets: Python's websockets under build/py, for the serve test
 ## that uses it as a client (skipped, saying so, when it cannot be installed)
