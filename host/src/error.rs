@@ -56,6 +56,12 @@ pub enum LimitKind {
     CpuTime,
     /// Its run time (`--run-time`).
     RunTime,
+    /// Its connections open at once (`--connections`): the connect was
+    /// refused, the plugin goes on.
+    Connections,
+    /// Its connects per second (`--connects-per-second`): the connect was
+    /// refused, the plugin goes on.
+    ConnectsPerSecond,
 }
 
 impl LimitKind {
@@ -66,6 +72,8 @@ impl LimitKind {
             LimitKind::PluginMemory => "max-plugin-memory",
             LimitKind::CpuTime => "cpu-time",
             LimitKind::RunTime => "run-time",
+            LimitKind::Connections => "connections",
+            LimitKind::ConnectsPerSecond => "connects-per-second",
         }
     }
 }

@@ -44,14 +44,21 @@
 //! - `report`: the race log, one JSON line per event ([`LogSink`]).
 //! - `host_name`: the one spelling of a host ([`HostName`]) that all of
 //!   the above use.
+//! - `metrics`: what the admin listener's `/metrics` shows (sessions,
+//!   connects and the race, traffic), and each session's own totals for
+//!   the access log; `frames` follows a stream's WebSocket frame headers
+//!   to count its messages.
+//! - [`log`]: the operator's log through `tracing`, human or JSON
+//!   ([`log::init`]), and the access log's target.
 //! - `error`: the one error type, with a [kind](ErrorKind).
 //!
 //! The modules depend on each other in one direction only: `host_name`,
-//! `range`, `error` and `network` depend on nothing; `nat64`, `policy`,
-//! `resolve`, `tls` and `report` on those; `race` on `resolve`, `nat64`,
-//! `network` and `report`; `connect`
-//! on all of them; `sessions` on `connect` (its streams); `settings` and
-//! `runtime` on top; `serve` over `runtime`.
+//! `range`, `error`, `network`, `frames` and `log` depend on nothing;
+//! `nat64`, `policy`, `resolve`, `tls` and `report` on those; `race` on
+//! `resolve`, `nat64`, `network` and `report`; `metrics` on `race`,
+//! `report` and `frames`; `connect` on all of them; `sessions` on
+//! `connect` (its streams); `settings` and `runtime` on top; `serve` over
+//! `runtime`.
 //!
 //! # Example
 //!
@@ -81,6 +88,7 @@ mod error;
 mod frames;
 mod host_name;
 mod limits;
+pub mod log;
 mod metrics;
 pub mod nat64;
 mod network;

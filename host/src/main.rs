@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use wsgate_host::log::{self, LogFormat};
 use wsgate_host::settings::{
     AdminSettings, CertificateSettings, ListenAddress, ListenerSettings, RouteSettings, ServeSettings,
 };
@@ -110,6 +111,12 @@ struct CommonArgs {
     #[arg(short, long)]
     verbose: bool,
 
+    /// How the log's lines on standard error are written: `human`
+    /// (`wsgate: ...`) or `json` (one object a line; a gateway plugin's
+    /// standard error too).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+
     /// Arguments for the plugin (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
@@ -143,6 +150,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let format = match &cli.command {
+        Command::Run(args) => args.common.log_format,
+        Command::Serve(args) => args.common.log_format,
+        Command::Reload(_) => LogFormat::Human,
+    };
+    if let Err(e) = log::init(format) {
+        eprintln!("wsgate: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args).map(|()| 0),
@@ -151,7 +167,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("wsgate: {e}");
+            tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -175,7 +191,7 @@ fn settings(args: &CommonArgs) -> Result<Settings, Error> {
         None => Settings::default(),
     };
     for warning in file.warnings() {
-        eprintln!("wsgate: warning: {warning}");
+        tracing::warn!("{warning}");
     }
     Ok(file.merge(args.settings.clone()))
 }
@@ -188,7 +204,10 @@ fn connect_config(settings: &Settings, args: &CommonArgs) -> Result<wsgate_host:
         config = config.race_log(open_log(path)?);
     }
     if args.verbose {
-        config = config.summary(LogSink::new(std::io::stderr()));
+        config = config.summary(match args.log_format {
+            LogFormat::Human => LogSink::new(std::io::stderr()),
+            LogFormat::Json => LogSink::new(SummaryLines::default()),
+        });
     }
     config.build()
 }
@@ -239,7 +258,7 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         let cache = cache_dir(&args.common);
         let gateway = Gateway::bind(&settings, config.clone(), cache.as_deref(), args.common.verbose)?;
         for line in gateway.describe() {
-            eprintln!("wsgate: {line}");
+            tracing::info!("{line}");
         }
         // A reload reads the file and the flags again; the race's memory
         // and the logs carry on from the configuration before.
@@ -258,7 +277,7 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         hangups.abort();
         saver.abort();
         save_memory(config).await;
-        eprintln!("wsgate: drained: {drained}");
+        tracing::info!("drained: {drained}");
         Ok(())
     })
 }
@@ -325,8 +344,8 @@ fn reload(args: &ReloadArgs) -> Result<i32, Error> {
 async fn save_memory(config: wsgate_host::ConnectConfig) {
     match tokio::task::spawn_blocking(move || config.save_memory()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("wsgate: warning: {e}"),
-        Err(e) => eprintln!("wsgate: warning: saving the race memory failed: {e}"),
+        Ok(Err(e)) => tracing::warn!("{e}"),
+        Err(e) => tracing::warn!("saving the race memory failed: {e}"),
     }
 }
 
@@ -383,8 +402,8 @@ fn run(run_args: RunArgs) -> Result<i32, Error> {
         let outcome = outcome?;
         save_memory(config).await;
         if args.verbose {
-            eprintln!(
-                "wsgate: start-up {:.1} ms (engine {:.1} ms, compile {:.1} ms, instantiate {:.1} ms); run {:.1} ms (CPU {:.1} ms); exit {}",
+            tracing::info!(
+                "start-up {:.1} ms (engine {:.1} ms, compile {:.1} ms, instantiate {:.1} ms); run {:.1} ms (CPU {:.1} ms); exit {}",
                 ms(engine_time + plugin.compile_time() + outcome.instantiate_time()),
                 ms(engine_time),
                 ms(plugin.compile_time()),
@@ -438,4 +457,26 @@ fn cache_dir(args: &CommonArgs) -> Option<PathBuf> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The `-v` summary's lines as log events, for the JSON log: each line
+/// written becomes one event (target `wsgate::connect`).
+#[derive(Default)]
+struct SummaryLines(Vec<u8>);
+
+impl std::io::Write for SummaryLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        while let Some(end) = self.0.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.0.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line[..end]);
+            let line = line.strip_prefix("wsgate: ").unwrap_or(&line);
+            tracing::info!(target: "wsgate::connect", "{line}");
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -93,6 +93,10 @@ pub struct Event {
     /// The number of the connect within this host process (from 1), so that
     /// the lines of several connects in one log can be told apart.
     pub connect: u64,
+    /// The gateway session that made the connect (its number in the
+    /// access log); none for `wsgate run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
     /// What happened.
     pub event: EventKind,
     /// Milliseconds since the connect began.
@@ -177,6 +181,7 @@ impl fmt::Debug for LogSink {
 #[derive(Debug, Clone)]
 pub struct RaceLog {
     connect: u64,
+    session: Option<u64>,
     start: Instant,
     events: Vec<Event>,
     sink: Option<LogSink>,
@@ -187,10 +192,18 @@ impl RaceLog {
     pub fn new(connect: u64, sink: Option<LogSink>) -> Self {
         RaceLog {
             connect,
+            session: None,
             start: Instant::now(),
             events: Vec::new(),
             sink,
         }
+    }
+
+    /// The log of a connect that gateway session number `session` made:
+    /// its events say so.
+    pub fn in_session(mut self, session: Option<u64>) -> Self {
+        self.session = session;
+        self
     }
 
     /// Time since the connect began.
@@ -268,6 +281,7 @@ impl RaceLog {
     ) -> Event {
         Event {
             connect: self.connect,
+            session: self.session,
             event,
             t_ms: ms(at.saturating_duration_since(self.start)),
             addr,

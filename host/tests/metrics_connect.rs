@@ -361,3 +361,50 @@ fn run_writes_its_metrics_file_at_exit() {
     );
     tb.stop();
 }
+
+#[test]
+fn a_run_counts_the_limits_it_was_held_to() {
+    let tb = testbed(Behaviour::Ok, Behaviour::Ok, false);
+    let dir = tempdir("metrics-limits");
+    // Refused at the connect rate: the plugin says so and exits 3.
+    let flood = dir.join("flood.om");
+    let mut args = run_args("hostile");
+    args.extend([
+        "--metrics-file".to_owned(),
+        flood.display().to_string(),
+        "--connects-per-second".to_owned(),
+        "2".to_owned(),
+        "--".to_owned(),
+        "connect-flood".to_owned(),
+        "127.0.0.1".to_owned(),
+        tb.port().to_string(),
+        "1000".to_owned(),
+    ]);
+    let run = wsgate(args);
+    assert_eq!(run.code, Some(3), "{run:?}");
+    let text = std::fs::read_to_string(&flood).expect("the metrics file");
+    assert_samples(
+        &text,
+        &[
+            ("wsgate_limits_hit_total{kind=\"connects-per-second\"}", Some(1.0)),
+            ("wsgate_connects_total{outcome=\"limited\"}", Some(1.0)),
+            ("wsgate_limits_hit_total{kind=\"connections\"}", None),
+        ],
+    );
+    // Stopped at its CPU time: counted too, though the run failed.
+    let spin = dir.join("spin.om");
+    let mut args = run_args("hostile");
+    args.extend([
+        "--metrics-file".to_owned(),
+        spin.display().to_string(),
+        "--cpu-time".to_owned(),
+        "300".to_owned(),
+        "--".to_owned(),
+        "spin".to_owned(),
+    ]);
+    let run = wsgate(args);
+    assert_ne!(run.code, Some(0), "{run:?}");
+    let text = std::fs::read_to_string(&spin).expect("the metrics file");
+    assert_samples(&text, &[("wsgate_limits_hit_total{kind=\"cpu-time\"}", Some(1.0))]);
+    tb.stop();
+}

@@ -25,11 +25,12 @@ impl types::Host for ConnectCtxView<'_> {
     ) -> wasmtime::Result<Result<Resource<Connection>, WitError>> {
         let slot = match self.ctx.admit() {
             Ok(slot) => slot,
-            Err(limit) => {
+            Err((kind, why)) => {
                 if let Some(metrics) = self.ctx.config.metrics() {
                     metrics.before_race(ConnectOutcome::Limited);
+                    metrics.limit_hit(kind);
                 }
-                return Ok(Err(WitError::Limited(limit)));
+                return Ok(Err(WitError::Limited(why)));
             }
         };
         let config = self.ctx.config.clone();
@@ -241,7 +242,7 @@ async fn prepare(
         commit: commit_at,
     };
 
-    let log = RaceLog::new(config.next_connect_id(), config.inner.race_log.clone());
+    let log = RaceLog::new(config.next_connect_id(), config.inner.race_log.clone()).in_session(config.session_number());
     let (lookups, _source) = tokio::time::timeout_at(deadline, config.inner.resolver.lookups(&target.host, port))
         .await
         .map_err(|_| ConnectError::Timeout)?
@@ -302,6 +303,9 @@ fn connection(config: &ConnectConfig, race: Race, committed: Committed<Transport
     // the others too; those bytes are the race's, not the connection's).
     if let (Some(flight), Some(meter)) = (&race.target().first_flight, config.meter(Direction::ToUpstream)) {
         meter.bytes(flight.len());
+    }
+    if let Some(session) = config.session() {
+        session.committed(committed.peer, race.target().commit);
     }
     let (reader, writer) = tokio::io::split(committed.stream);
     Connection {

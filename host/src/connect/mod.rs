@@ -16,7 +16,7 @@ mod task;
 
 pub(crate) use stream::{ReadStream, WriteStream};
 
-use crate::error::Error;
+use crate::error::{Error, LimitKind};
 use crate::limits::{ConnectRate, Limits};
 use crate::metrics::{Direction, Meter, NetMetrics, SessionTraffic};
 use crate::nat64::{Nat64Prefix, Pref64};
@@ -148,6 +148,16 @@ impl ConnectConfig {
     /// Where connects are counted, if anywhere.
     pub(crate) fn metrics(&self) -> Option<&NetMetrics> {
         self.metrics.as_ref()
+    }
+
+    /// The gateway session these connects are for, if any.
+    fn session(&self) -> Option<&SessionTraffic> {
+        self.session.as_deref()
+    }
+
+    /// The number of the gateway session these connects are for, if any.
+    pub(crate) fn session_number(&self) -> Option<u64> {
+        self.session.as_ref().map(|s| s.id())
     }
 
     /// A meter for one direction of an upstream connection; `None` when
@@ -347,7 +357,7 @@ impl ConnectConfigBuilder {
             (None, Some(path)) => History::load(path, history_config).unwrap_or_else(|e| {
                 // The history is only a hint: a bad file costs what was
                 // learned, not the service.
-                eprintln!("wsgate: warning: {e}; the race starts with no history");
+                tracing::warn!("{e}; the race starts with no history");
                 History::new(history_config)
             }),
             (None, None) => History::new(history_config),
@@ -404,14 +414,16 @@ impl ConnectCtx {
     }
 
     /// Takes a slot for a new connect, or says which limit refuses it.
-    fn admit(&mut self) -> Result<OpenSlot, String> {
+    fn admit(&mut self) -> Result<OpenSlot, (LimitKind, String)> {
         if self.open.load(Ordering::Relaxed) >= self.max_open {
-            return Err(format!("connections: the limit is {} open at once", self.max_open));
+            let why = format!("connections: the limit is {} open at once", self.max_open);
+            return Err((LimitKind::Connections, why));
         }
         if let Some(rate) = &mut self.rate
             && !rate.try_take()
         {
-            return Err(format!("connects-per-second: the limit is {}", rate.rate()));
+            let why = format!("connects-per-second: the limit is {}", rate.rate());
+            return Err((LimitKind::ConnectsPerSecond, why));
         }
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(OpenSlot(self.open.clone()))

@@ -77,7 +77,8 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    fn label(self) -> &'static str {
+    /// The label's value.
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Outcome::Done => "done",
             Outcome::Refused => "refused",
@@ -98,7 +99,6 @@ pub(crate) struct Metrics {
     sessions: Family<RouteLabel, Counter>,
     ended: Family<EndLabel, Counter>,
     answers: Family<StatusLabel, Counter>,
-    limits: Family<KindLabel, Counter>,
     instantiation: Histogram,
     reloads: Family<OutcomeLabel, Counter>,
     net: NetMetrics,
@@ -137,12 +137,6 @@ impl Metrics {
             "Requests the host answered itself, without a plugin, by HTTP status",
             answers.clone(),
         );
-        let limits = Family::<KindLabel, Counter>::default();
-        registry.register(
-            "limits_hit",
-            "Plugins stopped at one of their limits, by the limit (memory, max-plugin-memory, cpu-time, run-time)",
-            limits.clone(),
-        );
         // 5 µs to about 20 ms.
         let instantiation = Histogram::new(exponential_buckets(5e-6, 2.0, 12));
         registry.register_with_unit(
@@ -170,7 +164,6 @@ impl Metrics {
             sessions,
             ended,
             answers,
-            limits,
             instantiation,
             reloads,
             net,
@@ -228,7 +221,7 @@ impl Metrics {
 
     /// A plugin was stopped at `limit`.
     pub(crate) fn limit_hit(&self, limit: LimitKind) {
-        self.limits.get_or_create(&KindLabel { kind: limit.as_str() }).inc();
+        self.net.limit_hit(limit);
     }
 
     /// The host answered a request with `status` itself.

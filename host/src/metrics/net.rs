@@ -5,6 +5,7 @@
 use super::KindLabel;
 use super::OutcomeLabel;
 use super::traffic::{Meter, SessionTraffic};
+use crate::error::LimitKind;
 use crate::race::ConnectError;
 use crate::report::{Event, EventKind};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -184,6 +185,7 @@ struct NetInner {
     parked: Counter,
     duplicate_flights: Counter,
     denials: Family<KindLabel, Counter>,
+    limits: Family<KindLabel, Counter>,
     bytes: [Counter; 4],
     messages: [Counter; 4],
     closes: Family<CloseLabel, Counter>,
@@ -236,6 +238,12 @@ impl NetMetrics {
             "connect_attempts",
             "Attempts a connect started (its fallbacks' not counted)",
             attempts.clone(),
+        );
+        let limits = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "limits_hit",
+            "Plugins held to one of their limits, by the limit: stopped at memory, max-plugin-memory, cpu-time or run-time; a connect refused at connections or connects-per-second",
+            limits.clone(),
         );
         let fallbacks = Family::<OutcomeLabel, Counter>::default();
         registry.register(
@@ -296,6 +304,7 @@ impl NetMetrics {
                 parked,
                 duplicate_flights,
                 denials,
+                limits,
                 bytes,
                 messages,
                 closes,
@@ -317,6 +326,14 @@ impl NetMetrics {
         if outcome == ConnectOutcome::Denied {
             inner.denials.get_or_create(&KindLabel { kind: "name" }).inc();
         }
+    }
+
+    /// A plugin was held to `limit`.
+    pub(crate) fn limit_hit(&self, limit: LimitKind) {
+        self.inner
+            .limits
+            .get_or_create(&KindLabel { kind: limit.as_str() })
+            .inc();
     }
 
     /// A connect's race (or a fallback's) ended with `outcome`, after
@@ -478,6 +495,7 @@ mod tests {
     fn event(kind: EventKind, t_ms: f64, addr: &str) -> Event {
         Event {
             connect: 1,
+            session: None,
             event: kind,
             t_ms,
             addr: Some(addr.parse().unwrap()),

@@ -3,10 +3,12 @@
 
 use super::net::{CloseLabel, Direction, close_label};
 use crate::frames::{FrameWatcher, Seen, Start};
+use crate::race::CommitStage;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The traffic one way of one stream: counts its bytes and messages into
 /// the metrics and the session's totals (atomics, no lock).
@@ -127,13 +129,21 @@ struct Way {
 /// access log line reads at the session's end ([`SessionTraffic::totals`]).
 #[derive(Debug)]
 pub(crate) struct SessionTraffic {
+    /// The session's number within the gateway process (from 1): the
+    /// access log's and the race log's lines of one session share it.
+    id: u64,
     ways: [Way; 4],
+    /// The last upstream connection a connect committed to, and at what
+    /// stage (written once per connect: a lock is no cost).
+    upstream: Mutex<Option<(SocketAddr, CommitStage)>>,
 }
 
 impl SessionTraffic {
-    /// Nothing counted yet.
-    pub(crate) fn new() -> Arc<SessionTraffic> {
+    /// Session number `id`, nothing counted yet.
+    pub(crate) fn new(id: u64) -> Arc<SessionTraffic> {
         Arc::new(SessionTraffic {
+            id,
+            upstream: Mutex::new(None),
             ways: std::array::from_fn(|_| Way {
                 bytes: AtomicU64::new(0),
                 messages: AtomicU64::new(0),
@@ -142,8 +152,23 @@ impl SessionTraffic {
         })
     }
 
+    /// The session's number.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// A connect (or fallback) of the session committed to `peer` at
+    /// `stage`.
+    pub(crate) fn committed(&self, peer: SocketAddr, stage: CommitStage) {
+        *self.upstream.lock().unwrap_or_else(|e| e.into_inner()) = Some((peer, stage));
+    }
+
+    /// The upstream the session's last connect committed to, and the stage.
+    pub(crate) fn upstream(&self) -> Option<(SocketAddr, CommitStage)> {
+        *self.upstream.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// What was counted so far.
-    #[allow(dead_code, reason = "for the access log line at a session's end")]
     pub(crate) fn totals(&self) -> TrafficTotals {
         let way = |d: Direction| {
             let way = &self.ways[d.index()];
@@ -163,7 +188,6 @@ impl SessionTraffic {
 }
 
 /// A session's traffic one way.
-#[allow(dead_code, reason = "for the access log line at a session's end")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct WayTotals {
     /// Bytes (on the client's side, after the request head the host read).
@@ -176,7 +200,6 @@ pub(crate) struct WayTotals {
 
 /// A session's traffic, each way ([`SessionTraffic::totals`]); the
 /// upstream ways add up all of the session's upstream connections.
-#[allow(dead_code, reason = "for the access log line at a session's end")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct TrafficTotals {
     /// Read from the client.
@@ -197,7 +220,7 @@ mod tests {
     #[test]
     fn traffic_adds_to_the_metrics_and_to_the_session() {
         let net = NetMetrics::new();
-        let session = SessionTraffic::new();
+        let session = SessionTraffic::new(1);
         let meter = net.meter(Direction::FromUpstream, Some(session.clone()));
         meter.bytes(10);
         meter.seen(Seen {

@@ -353,6 +353,8 @@ impl Runtime {
             }
         }
         let memory = MemoryLimiter::new(limits.memory);
+        // A limit that stops the run is counted with its connects.
+        let metrics = config.metrics().cloned();
         let mut store = self.store(wasi.build(), config, &limits, memory);
         let meter = store.data().cpu.clone();
 
@@ -361,7 +363,11 @@ impl Runtime {
         let result = bounded(plugin, limits.run_time, call).await;
         let state = store.data();
         let cpu_time = state.cpu.used();
-        let exit_code = result.map_err(|e| memory_error(plugin, state, e))?;
+        let exit_code = result.map_err(|e| memory_error(plugin, state, e)).inspect_err(|e| {
+            if let (Some(metrics), Some(limit)) = (&metrics, e.limit()) {
+                metrics.limit_hit(limit);
+            }
+        })?;
         let (stdout, stderr) = captured.map_or_else(Default::default, |(out, err)| {
             (out.contents().to_vec(), err.contents().to_vec())
         });
@@ -436,7 +442,16 @@ impl Runtime {
             return Err(not_a_gateway(plugin));
         };
         let mut wasi = WasiCtxBuilder::new();
-        wasi.arg(&plugin.name).args(args).inherit_stderr();
+        wasi.arg(&plugin.name).args(args);
+        if crate::log::json() {
+            // Every line on standard error is JSON: the plugin's too.
+            wasi.stderr(crate::log::PluginLines {
+                session: config.session_number(),
+                route: session.route().into(),
+            });
+        } else {
+            wasi.inherit_stderr();
+        }
         wasi.max_random_size(MAX_RANDOM_SIZE);
         let memory = MemoryLimiter::with_budget(limits.memory, budget);
         let mut store = self.store(wasi.build(), config, limits, memory);

@@ -53,7 +53,7 @@ pub(super) async fn accept_loop(listener: Listener, runtime: Arc<Runtime>, share
                 Err(e) => {
                     // Out of descriptors, most likely: say so, and let
                     // sessions end before trying again.
-                    eprintln!("wsgate: cannot accept on {}: {e}", listener.address);
+                    tracing::error!("cannot accept on {}: {e}", listener.address);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -270,7 +270,7 @@ async fn connection(
     // A session now: counted as one, no longer as pending.
     drop(pending);
     shared.metrics.session_started(&route.name);
-    let traffic = SessionTraffic::new();
+    let traffic = SessionTraffic::new(shared.next_session.fetch_add(1, Ordering::Relaxed) + 1);
     let (reader, writer, activity) = client::split(stream, &early, shared.metrics.net(), &traffic);
     let info = SessionInfo {
         client: peer,
@@ -319,7 +319,8 @@ async fn connection(
     if let Some(took) = instantiated {
         shared.metrics.instantiated(took);
     }
-    shared.metrics.session_ended(&route.name, ending.outcome());
+    let outcome = ending.outcome();
+    shared.metrics.session_ended(&route.name, outcome);
     if let Ending::Failed(e) = &ending
         && let Some(limit) = e.limit()
     {
@@ -327,6 +328,40 @@ async fn connection(
     }
     let times = Times { started, instantiated };
     finish(ending, writer, peer, route, times, shared.verbose).await;
+    // After the host's own goodbye, which counts too.
+    if generation.access_log {
+        access_line(&traffic, route, peer, outcome, started.elapsed());
+    }
+}
+
+/// The access log's line of a session that ended: `-` for what it did not
+/// have (no upstream, no Close).
+fn access_line(traffic: &SessionTraffic, route: &Route, client: SocketAddr, outcome: Outcome, took: Duration) {
+    let totals = traffic.totals();
+    let (upstream, stage) = match traffic.upstream() {
+        Some((peer, stage)) => (peer.to_string(), stage.as_str()),
+        None => ("-".to_owned(), "-"),
+    };
+    let code = |close: Option<u16>| close.map_or_else(|| "-".to_owned(), |c| c.to_string());
+    tracing::info!(
+        target: crate::log::ACCESS,
+        session = traffic.id(),
+        route = %route.name,
+        client = %client,
+        upstream = %upstream,
+        stage,
+        outcome = outcome.label(),
+        duration_ms = format_args!("{:.1}", ms(took)),
+        bytes_in = totals.from_client.bytes,
+        bytes_out = totals.to_client.bytes,
+        messages_in = totals.from_client.messages,
+        messages_out = totals.to_client.messages,
+        close_in = %code(totals.from_client.close),
+        close_out = %code(totals.to_client.close),
+        upstream_bytes_in = totals.from_upstream.bytes,
+        upstream_bytes_out = totals.to_upstream.bytes,
+        "session ended"
+    );
 }
 
 /// Tells the client how its session ended, as far as it can still be told,
@@ -364,9 +399,9 @@ async fn finish(
         (Ending::Failed(_) | Ending::Idle(_) | Ending::Cut, false) => writer.reset(),
     }
     match what {
-        Some(what) => eprintln!("wsgate: session from {peer} on route `{}`: {what}", route.name),
-        None if verbose => eprintln!(
-            "wsgate: session from {peer} on route `{}` ended after {:.1} ms (instantiate {:.3} ms)",
+        Some(what) => tracing::error!("session from {peer} on route `{}`: {what}", route.name),
+        None if verbose => tracing::info!(
+            "session from {peer} on route `{}` ended after {:.1} ms (instantiate {:.3} ms)",
             route.name,
             ms(times.started.elapsed()),
             times.instantiated.map_or(0.0, ms),

@@ -23,6 +23,8 @@ pub(super) struct Generation {
     pub(super) head_timeout: Duration,
     /// How long a drain waits for sessions to end before it closes them.
     pub(super) drain_timeout: Duration,
+    /// Whether each session's end is logged.
+    pub(super) access_log: bool,
 }
 
 /// A route, checked, its plugin compiled.
@@ -120,6 +122,7 @@ pub(super) fn plan(
         max_head: serve.max_head.map_or(DEFAULT_MAX_HEAD, |k| k.bytes()),
         head_timeout: serve.head_timeout.map_or(DEFAULT_HEAD_TIMEOUT, |t| t.duration()),
         drain_timeout: serve.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, |t| t.duration()),
+        access_log: serve.access_log.unwrap_or(true),
     })
 }
 

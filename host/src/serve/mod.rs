@@ -58,7 +58,7 @@ use generation::{Bounds, Generation, RouteCounts};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -106,6 +106,8 @@ struct Shared {
     reloading: tokio::sync::Mutex<()>,
     max_sessions: usize,
     sessions: AtomicUsize,
+    /// The last session's number (the access log's `session`).
+    next_session: AtomicU64,
     /// Connections not yet in a session (TLS, head, answer).
     pending: AtomicUsize,
     budget: Arc<MemoryBudget>,
@@ -205,6 +207,7 @@ impl Gateway {
             reloading: tokio::sync::Mutex::new(()),
             max_sessions,
             sessions: AtomicUsize::new(0),
+            next_session: AtomicU64::new(0),
             pending: AtomicUsize::new(0),
             budget: MemoryBudget::new(serve.max_plugin_memory.map_or(DEFAULT_PLUGIN_MEMORY, |m| m.bytes())),
             verbose,

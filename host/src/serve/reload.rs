@@ -100,8 +100,8 @@ pub(super) fn describe_routes(generation: &Generation) -> String {
 pub(super) async fn reload(shared: &Arc<Shared>) -> Result<String, Error> {
     let result = put_in_force(shared).await;
     match &result {
-        Ok(routes) => eprintln!("wsgate: reloaded; routes: {routes}"),
-        Err(e) => eprintln!("wsgate: reload refused: {e}; the configuration in force stays"),
+        Ok(routes) => tracing::info!("reloaded; routes: {routes}"),
+        Err(e) => tracing::error!("reload refused: {e}; the configuration in force stays"),
     }
     shared.metrics.reloaded(result.is_ok());
     result

@@ -77,6 +77,13 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The name of the route that matched.
+    pub(crate) fn route(&self) -> &str {
+        &self.route
+    }
+}
+
 /// What a session's `going-away` pollable waits on: the gateway's drain.
 struct GoingAway(watch::Receiver<bool>);
 

@@ -75,6 +75,14 @@ section! {
         /// [default: 30].
         #[arg(long, value_name = "SECONDS")]
         pub drain_timeout: Option<DrainTimeoutSecs>,
+
+        /// One line per session at its end, on the log (target
+        /// `wsgate::access`): route, client, upstream, commit stage,
+        /// outcome, duration, bytes, messages and close codes both ways.
+        /// `=false` turns it off [default: true].
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        #[serde(deserialize_with = "de::switch")]
+        pub access_log: Option<bool>,
     }
 }
 

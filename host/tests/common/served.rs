@@ -45,7 +45,11 @@ impl Served {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 log.lock().unwrap().push_str(&format!("{line}\n"));
-                if let Some(rest) = line.strip_prefix("wsgate: listening on ") {
+                // A human line or a JSON one (`--log-format json`).
+                let rest = line
+                    .strip_prefix("wsgate: listening on ")
+                    .or_else(|| line.split_once("\"message\":\"listening on ").map(|(_, rest)| rest));
+                if let Some(rest) = rest {
                     let addr = rest.split_whitespace().next().unwrap().parse::<SocketAddr>().unwrap();
                     let _ = tx.send(addr);
                 }

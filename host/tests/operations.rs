@@ -1,9 +1,10 @@
-//! `wsgate serve` stopping and changing while it serves: the drain at
-//! SIGTERM (no new connections, `/readyz` 503, every plugin told, a Close
-//! 1001 to every client, the rest cut at the drain timeout, exit 0) and
-//! the reload at SIGHUP or `wsgate reload` (new routes for new sessions,
-//! running sessions untouched, a bad configuration refused). The binary as
-//! a process; independent clients and upstream (tokio-tungstenite).
+//! `wsgate serve` as an operator runs it: the drain at SIGTERM (no new
+//! connections, `/readyz` 503, every plugin told, a Close 1001 to every
+//! client, the rest cut at the drain timeout, exit 0), the reload at SIGHUP
+//! or `wsgate reload` (new routes for new sessions, running sessions
+//! untouched, a bad configuration refused), and the log (the access line,
+//! JSON). The binary as a process; independent clients and upstream
+//! (tokio-tungstenite).
 
 mod common;
 
@@ -359,4 +360,107 @@ fn a_reload_serves_new_routes_keeps_running_sessions_and_refuses_a_bad_file() {
     eventually("the old route's session is counted as over", || {
         get(admin, "/metrics").contains("wsgate_sessions_active{route=\"old\"} 0\n")
     });
+}
+
+/// A session through ws-proxy to an upstream of the test's: three echoes,
+/// a Close 1000. The gateway's standard error once it has `needle`, and
+/// the upstream's address.
+fn proxied_session(extra: &[&str], needle: &str) -> (String, SocketAddr) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (upstream_addr, mut closes) = runtime.block_on(upstream());
+    let proxy = plugin("ws-proxy").display().to_string();
+    let allow = upstream_addr.to_string();
+    let url = format!("ws://{upstream_addr}/");
+    let mut args = vec![proxy.as_str(), "--listen", "127.0.0.1:0", "--allow", &allow];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", &url]);
+    let served = Served::start(&args, 1);
+    let addr = served.addr();
+    runtime.block_on(async {
+        let mut ws = connect(addr, "/").await;
+        for text in ["one", "two", "three"] {
+            echo_once(&mut ws, text).await;
+        }
+        let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        ws.close(Some(normal)).await.unwrap();
+        while let Some(Ok(_)) = ws.next().await {}
+        assert_eq!(closes.recv().await, Some(Some(1000)));
+    });
+    (served.wait_for(needle), upstream_addr)
+}
+
+#[test]
+fn each_session_ends_with_an_access_line() {
+    let (log, upstream) = proxied_session(&[], "wsgate: access ");
+    let line = log.lines().find(|l| l.starts_with("wsgate: access ")).unwrap();
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+            .to_owned()
+    };
+    assert_eq!(field("session"), "1");
+    assert_eq!(field("route"), "ws_proxy");
+    assert!(field("client").starts_with("127.0.0.1:"), "{line}");
+    assert_eq!(field("upstream"), upstream.to_string());
+    assert_eq!(field("stage"), "tcp");
+    assert_eq!(field("outcome"), "done");
+    assert_eq!(field("messages_in"), "3");
+    assert_eq!(field("messages_out"), "3");
+    assert_eq!(field("close_in"), "1000");
+    assert_eq!(field("close_out"), "1000");
+    // Each way: three masked (client) or plain (server) frames and a Close.
+    let bytes_in: u64 = field("bytes_in").parse().unwrap();
+    let bytes_out: u64 = field("bytes_out").parse().unwrap();
+    assert!(bytes_in >= 11 + 3 * 6 + 2, "{line}");
+    assert!(bytes_out >= 11 + 3 * 2 + 2, "{line}");
+    assert!(field("duration_ms").parse::<f64>().unwrap() > 0.0, "{line}");
+    // Off when asked.
+    let (log, _) = proxied_session(&["--access-log=false", "-v"], "wsgate: session from");
+    assert!(!log.contains("wsgate: access "), "{log}");
+}
+
+#[test]
+fn the_json_log_is_json_throughout_and_the_race_log_names_the_session() {
+    let dir = tempdir("json-log");
+    let race = dir.join("race.jsonl");
+    let race_arg = race.display().to_string();
+    let (log, upstream) = proxied_session(
+        &["--log-format", "json", "--race-log", &race_arg],
+        "\"target\":\"wsgate::access\"",
+    );
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let with = |target: &'static str| lines.iter().filter(move |l| l["target"] == target);
+    let listening = with("wsgate").find(|l| l["message"].as_str().unwrap().starts_with("listening on "));
+    assert!(listening.is_some(), "{log}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["timestamp"].is_string() && l["level"].is_string()),
+        "{log}"
+    );
+    let access = with("wsgate::access").next().unwrap();
+    assert_eq!(access["session"], 1, "{access}");
+    assert_eq!(access["route"], "ws_proxy", "{access}");
+    assert_eq!(access["upstream"], upstream.to_string(), "{access}");
+    assert_eq!(access["messages_in"], 3, "{access}");
+    assert_eq!(access["close_out"], "1000", "{access}");
+    // The plugin's own line, as an event of its session.
+    let plugin = with("wsgate::plugin").find(|l| l["message"].as_str().unwrap().starts_with("ws-proxy: "));
+    let plugin = plugin.unwrap_or_else(|| panic!("no plugin line in {log}"));
+    assert_eq!(plugin["session"], 1, "{plugin}");
+    // The race log's events are the session's.
+    let events = common::race_log(&race);
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| e["session"] == 1), "{events:?}");
 }
