@@ -88,26 +88,6 @@ fn status(answer: &str) -> &str {
     answer.split_whitespace().nth(1).unwrap_or("")
 }
 
-/// `/metrics`' body.
-async fn metrics(admin: SocketAddr) -> String {
-    let answer = request(admin, "GET", "/metrics", "127.0.0.1", "").await;
-    assert_eq!(status(&answer), "200", "{answer}");
-    assert!(
-        answer.contains("Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"),
-        "{answer}"
-    );
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
-    assert!(body.ends_with("# EOF\n"), "{body}");
-    body
-}
-
-/// The value of the sample `name` (with its labels) in `text`.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.parse().ok())
-}
-
 /// `/metrics` once `active` sessions are open on route `probe`: a session
 /// ends just after its last frame leaves, so this reads until it is
 /// counted, a bounded number of times (no timing asserted).

@@ -12,7 +12,6 @@ use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsgate_host::{Gateway, Settings};
@@ -75,28 +74,6 @@ fn with_gateway<F: std::future::Future>(
 /// The testbed's URL, by name.
 fn upstream(tb: &TestbedHandle) -> String {
     format!("wss://wsgate.test:{}/", tb.port())
-}
-
-/// `/metrics`' body.
-async fn metrics(admin: SocketAddr) -> String {
-    let mut tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    let _ = tcp.read_to_end(&mut answer).await;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
-    assert!(body.ends_with("# EOF\n"), "{body}");
-    body
-}
-
-/// The value of the sample `name` (with its labels) in `text`.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.parse().ok())
 }
 
 /// `/metrics` once `ended` sessions of route `r{route}` are over: a session

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::in_process::{Ws, bounded, connect, echo_once, runtime};
 use common::served::{EXCHANGE_LIMIT, Served};
 use common::{plugin, tempdir};
 use futures_util::{SinkExt, StreamExt};
@@ -18,36 +19,8 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 fn probe() -> String {
     plugin("gateway-probe").display().to_string()
-}
-
-fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            tokio::time::timeout(EXCHANGE_LIMIT, f)
-                .await
-                .expect("the exchange took too long")
-        })
-}
-
-async fn connect(addr: SocketAddr, path: &str) -> Ws {
-    let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}"))
-        .await
-        .expect("upgrade");
-    assert_eq!(response.status(), 101);
-    ws
-}
-
-async fn echo_once(ws: &mut Ws, text: &str) {
-    ws.send(Message::text(text)).await.unwrap();
-    assert_eq!(next_text(ws).await.as_deref(), Some(text));
 }
 
 /// The next text message, or `None` at a Close or the end.
@@ -137,11 +110,7 @@ fn sigterm_drains_the_sessions_cuts_the_rest_and_exits_zero() {
     );
     let (addr, admin) = (served.addr(), served.admin());
     assert!(get(admin, "/readyz").ends_with("\r\n\r\nready\n"));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     // One session the SDK closes by itself, one whose plugin handles the
     // drain and never closes.
     let (mut polite, mut stubborn) = runtime.block_on(async {
@@ -219,11 +188,7 @@ async fn upstream() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Option<
 
 #[test]
 fn a_drain_closes_both_sides_of_a_proxied_session_with_1001() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let (upstream_addr, mut closes) = runtime.block_on(upstream());
     let proxy = plugin("ws-proxy").display().to_string();
     let allow = upstream_addr.to_string();
@@ -279,11 +244,7 @@ fn a_reload_serves_new_routes_keeps_running_sessions_and_refuses_a_bad_file() {
     write_config(&config, &route("old", "/old"));
     let served = Served::start(&["--config", config.to_str().unwrap()], 1);
     let (addr, admin) = (served.addr(), served.admin());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let mut before = runtime.block_on(async {
         let mut ws = connect(addr, "/old/echo").await;
         echo_once(&mut ws, "before").await;
@@ -366,11 +327,7 @@ fn a_reload_serves_new_routes_keeps_running_sessions_and_refuses_a_bad_file() {
 /// a Close 1000. The gateway's standard error once it has `needle`, and
 /// the upstream's address.
 fn proxied_session(extra: &[&str], needle: &str) -> (String, SocketAddr) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let (upstream_addr, mut closes) = runtime.block_on(upstream());
     let proxy = plugin("ws-proxy").display().to_string();
     let allow = upstream_addr.to_string();
