@@ -229,16 +229,7 @@ impl Streams {
             }
         }
         let max = u64::try_from(max).unwrap_or(u64::MAX);
-        match self.input.blocking_read(max) {
-            Ok(chunk) if chunk.len() as u64 > max => Err(io::Error::other("the host read more bytes than asked")),
-            Ok(chunk) => {
-                *buf = chunk;
-                Ok(buf.len())
-            }
-            // The end of the stream, as `Read` has it.
-            Err(StreamError::Closed) => Ok(0),
-            Err(StreamError::LastOperationFailed(e)) => Err(io::Error::other(e.to_debug_string())),
-        }
+        took(self.input.blocking_read(max), max, buf)
     }
 
     /// A read that also waits on the `going-away` pollable, and fails with
@@ -254,18 +245,10 @@ impl Streams {
             return Err(self.gone_away());
         }
         let max = u64::try_from(max).unwrap_or(u64::MAX);
-        let first = self.input.read(max);
-        match first {
-            Ok(chunk) if chunk.len() as u64 > max => {
-                return Err(io::Error::other("the host read more bytes than asked"));
-            }
-            Ok(chunk) if !chunk.is_empty() => {
-                *buf = chunk;
-                return Ok(buf.len());
-            }
-            Ok(_) => {}
-            Err(StreamError::Closed) => return Ok(0),
-            Err(StreamError::LastOperationFailed(e)) => return Err(io::Error::other(e.to_debug_string())),
+        match self.input.read(max) {
+            // Nothing there yet.
+            Ok(chunk) if chunk.is_empty() => {}
+            read => return took(read, max, buf),
         }
         // Nothing there: wait for bytes, the drain or the timer.
         let readable = self.input.subscribe();
@@ -283,15 +266,7 @@ impl Streams {
             }
             return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
         }
-        match self.input.blocking_read(max) {
-            Ok(chunk) if chunk.len() as u64 > max => Err(io::Error::other("the host read more bytes than asked")),
-            Ok(chunk) => {
-                *buf = chunk;
-                Ok(buf.len())
-            }
-            Err(StreamError::Closed) => Ok(0),
-            Err(StreamError::LastOperationFailed(e)) => Err(io::Error::other(e.to_debug_string())),
-        }
+        took(self.input.blocking_read(max), max, buf)
     }
 
     /// The read error that says the gateway is going away; reported once.
@@ -330,6 +305,20 @@ impl Streams {
             .stream
             .blocking_flush()
             .map_err(|e| io::Error::other(format!("{e:?}")))
+    }
+}
+
+/// What a read of at most `max` bytes from the host gave, as `Read` has it
+/// (0 at the end of the stream), the bytes in `buf`.
+fn took(read: Result<Vec<u8>, StreamError>, max: u64, buf: &mut Vec<u8>) -> io::Result<usize> {
+    match read {
+        Ok(chunk) if chunk.len() as u64 > max => Err(io::Error::other("the host read more bytes than asked")),
+        Ok(chunk) => {
+            *buf = chunk;
+            Ok(buf.len())
+        }
+        Err(StreamError::Closed) => Ok(0),
+        Err(StreamError::LastOperationFailed(e)) => Err(io::Error::other(e.to_debug_string())),
     }
 }
 

@@ -255,29 +255,5 @@ fn raise_nofile() -> u64 {
             return WANTED_NOFILE;
         }
     }
-    raise_soft_nofile()
-}
-
-/// Raises the soft RLIMIT_NOFILE to the hard limit.
-fn raise_soft_nofile() -> u64 {
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 0;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
-        }
-        limit.rlim_cur
-    }
+    wsgate_bench::raise_soft_nofile()
 }

@@ -167,6 +167,22 @@ pub(crate) fn linger_zero(tcp: &TcpStream) {
 }
 
 /// Reads to the end of the connection (bounded) after a Close.
+/// Reads until the peer's Close (its code), the end of the connection
+/// (abnormal) or `limit`.
+pub(crate) async fn close_end(ws: &mut WebSocketStream<TcpStream>, limit: Duration) -> ClientEnd {
+    tokio::time::timeout(limit, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return ClientEnd::Close(frame.map_or(0, |f| f.code.into())),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return ClientEnd::Abnormal,
+            }
+        }
+    })
+    .await
+    .unwrap_or(ClientEnd::Timeout)
+}
+
 async fn read_to_end(ws: &mut WebSocketStream<TcpStream>) {
     let _ = tokio::time::timeout(CLOSE_LIMIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
 }
@@ -199,17 +215,7 @@ async fn run(
                 return end(ClientEnd::Abnormal);
             }
             // The gateway's Close, then the end.
-            let answer = tokio::time::timeout(CLOSE_LIMIT, async {
-                loop {
-                    match ws.next().await {
-                        Some(Ok(Message::Close(frame))) => return ClientEnd::Close(frame.map_or(0, |f| f.code.into())),
-                        Some(Ok(_)) => {}
-                        Some(Err(_)) | None => return ClientEnd::Abnormal,
-                    }
-                }
-            })
-            .await
-            .unwrap_or(ClientEnd::Timeout);
+            let answer = close_end(&mut ws, CLOSE_LIMIT).await;
             read_to_end(&mut ws).await;
             return end(answer);
         }

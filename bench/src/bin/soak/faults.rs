@@ -4,15 +4,13 @@
 //! see [`driver::Cmd`](super::driver::Cmd); the IPv6 blackhole is the
 //! upstream's, see [`upstream`](super::upstream).)
 
-use super::driver::{ClientEnd, upgrade};
-use futures_util::StreamExt;
+use super::driver::{close_end, upgrade};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 /// How many of a kind of fault ended how.
 pub(crate) type Tally = BTreeMap<String, u64>;
@@ -48,18 +46,7 @@ pub(crate) async fn traps(addrs: &[SocketAddr], count: usize) -> Tally {
             Ok(ws) => ws,
             Err(e) => return format!("no upgrade: {e}"),
         };
-        let end = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                match ws.next().await {
-                    Some(Ok(Message::Close(frame))) => return ClientEnd::Close(frame.map_or(0, |f| f.code.into())),
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => return ClientEnd::Abnormal,
-                }
-            }
-        })
-        .await
-        .unwrap_or(ClientEnd::Timeout);
-        end.to_string()
+        close_end(&mut ws, Duration::from_secs(20)).await.to_string()
     })
     .await
 }

@@ -232,30 +232,6 @@ pub(crate) fn progress(what: impl std::fmt::Display) {
     eprintln!("wsgate-soak: {what}");
 }
 
-/// Raises the soft RLIMIT_NOFILE to the hard one (the children inherit it).
-fn raise_nofile() -> u64 {
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 0;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
-        }
-        limit.rlim_cur
-    }
-}
-
 /// The gateways' RSS and open files, sampled through the run.
 struct Peaks {
     rss_kib: Vec<f64>,
@@ -381,7 +357,7 @@ async fn soak(cli: Soak) -> anyhow::Result<Report> {
         bail!("--traps needs the slots of --resets and --vanish (at most their sum)");
     }
     let started = Instant::now();
-    let nofile = raise_nofile();
+    let nofile = wsgate_bench::raise_soft_nofile();
     let mut report = Report::default();
     let scratch = Scratch::new()?;
     let mut up = Upstream::start().await?;
