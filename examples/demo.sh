@@ -88,9 +88,11 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 grep '^ws-proxy:' "$work/serve.err" || true
+# The gateway's access line for the session, then its drain at SIGTERM.
 kill -TERM "$gateway_pid"
 wait "$gateway_pid" || true
 gateway_pid=
+grep -E '^wsgate: (access|drained)' "$work/serve.err" | sed 's/^wsgate: /gateway: /' || true
 
 kill -TERM "$testbed_pid"
 wait "$testbed_pid" || true
