@@ -286,8 +286,9 @@ fn denied_connects_are_counted_by_what_was_checked() {
             &[
                 ("wsgate_connects_total{outcome=\"denied\"}", Some(2.0)),
                 ("wsgate_connects_total{outcome=\"ok\"}", None),
-                // Both of wsgate.test's addresses; other.test before DNS.
-                ("wsgate_connect_denials_total{kind=\"address\"}", Some(2.0)),
+                // Both of wsgate.test's addresses, loopback ones;
+                // other.test before DNS.
+                ("wsgate_connect_denials_total{kind=\"loopback\"}", Some(2.0)),
                 ("wsgate_connect_denials_total{kind=\"name\"}", Some(1.0)),
                 // The denied race still counts its (zero) attempts; the
                 // name never got a race.

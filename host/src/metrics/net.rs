@@ -352,12 +352,10 @@ impl NetMetrics {
         if step == Step::Connect {
             inner.attempts.observe(count(EventKind::Attempt) as f64);
         }
-        let denied = count(EventKind::Denied);
-        if denied > 0 {
-            inner
-                .denials
-                .get_or_create(&KindLabel { kind: "address" })
-                .inc_by(denied);
+        // An address is denied for its class: the label says which.
+        for denied in events.iter().filter(|e| e.event == EventKind::Denied) {
+            let kind = denied.addr.map_or("address", crate::policy::address_class);
+            inner.denials.get_or_create(&KindLabel { kind }).inc();
         }
         let extra = count(EventKind::FirstFlight).saturating_sub(1);
         if extra > 0 {
@@ -465,7 +463,7 @@ mod tests {
             "wsgate_connect_fallbacks_total{outcome=\"ok\"} 1\n",
             "wsgate_connect_parked_used_total 1\n",
             "wsgate_connect_duplicate_first_flights_total 1\n",
-            "wsgate_connect_denials_total{kind=\"address\"} 2\n",
+            "wsgate_connect_denials_total{kind=\"loopback\"} 2\n",
             "wsgate_connect_denials_total{kind=\"name\"} 1\n",
             // The connects' attempts: 2, then 0 (all denied).
             "wsgate_connect_attempts_count 2\n",

@@ -87,6 +87,15 @@ pub struct Denied {
     message: String,
 }
 
+/// What kind of address `addr` is, as a denial of it counts: its special
+/// class (`loopback`, `private`, `link-local`, `unique-local`,
+/// `unspecified`, `multicast`, `broadcast`, `reserved`; an IPv4-mapped
+/// address as its IPv4 one), or `public` (a policy denies only special
+/// addresses after DNS, so `public` does not happen today).
+pub(crate) fn address_class(addr: SocketAddr) -> &'static str {
+    classify(canonical(addr.ip())).map_or("public", |(_, class)| class.name())
+}
+
 impl fmt::Display for Denied {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

@@ -22,6 +22,20 @@ pub(super) enum Class {
 }
 
 impl Class {
+    /// The class's name, as a metric's label has it (`link-local`).
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Class::Unspecified => "unspecified",
+            Class::Loopback => "loopback",
+            Class::Private => "private",
+            Class::LinkLocal => "link-local",
+            Class::UniqueLocal => "unique-local",
+            Class::Multicast => "multicast",
+            Class::Broadcast => "broadcast",
+            Class::Reserved => "reserved",
+        }
+    }
+
     pub(super) fn with_article(self) -> &'static str {
         match self {
             Class::Unspecified => "an unspecified",

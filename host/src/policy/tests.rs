@@ -401,3 +401,19 @@ fn policy_basics() {
     let e: Error = "nope".parse::<Rule>().unwrap_err().into();
     assert!(e.to_string().contains("`nope` needs a port"), "{e}");
 }
+
+#[test]
+fn a_denied_address_is_counted_by_its_class() {
+    let class = |a: &str| super::address_class(a.parse().unwrap());
+    assert_eq!(class("127.0.0.1:443"), "loopback");
+    assert_eq!(class("[::1]:443"), "loopback");
+    assert_eq!(class("10.1.2.3:443"), "private");
+    assert_eq!(class("[::ffff:10.1.2.3]:443"), "private");
+    assert_eq!(class("169.254.169.254:80"), "link-local");
+    assert_eq!(class("[fe80::1]:443"), "link-local");
+    assert_eq!(class("[fd00::1]:443"), "unique-local");
+    assert_eq!(class("0.0.0.0:443"), "unspecified");
+    assert_eq!(class("224.0.0.1:443"), "multicast");
+    assert_eq!(class("198.18.0.1:443"), "reserved");
+    assert_eq!(class("8.8.8.8:443"), "public");
+}
