@@ -208,6 +208,9 @@ impl Streams {
         self.read_at_most(buf, READ_CHUNK)
     }
 
+    /// One read of at most `max` bytes, waiting for them, and for the
+    /// read timeout and a session's drain when there are: the drain fails
+    /// it with [`GoingAway`] (once: the pollable is dropped).
     fn read_at_most(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
         // Nothing is held while waiting: the old buffer goes first, and the
         // bytes written are handed over (the peer may be waiting for them)
@@ -215,56 +218,39 @@ impl Streams {
         *buf = Vec::new();
         self.output.push(None)?;
         self.output.release();
+        let max = u64::try_from(max).unwrap_or(u64::MAX);
         if self.going_away.is_some() {
-            return self.read_or_going_away(buf, max);
-        }
-        if let Some(timeout) = self.read_timeout {
-            // Wait for bytes or the timer, whichever comes first.
-            let readable = self.input.subscribe();
-            let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-            let timer = wasip2::clocks::monotonic_clock::subscribe_duration(nanos);
-            let ready = wasip2::io::poll::poll(&[&readable, &timer]);
-            if !ready.contains(&0) {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
-            }
-        }
-        let max = u64::try_from(max).unwrap_or(u64::MAX);
-        took(self.input.blocking_read(max), max, buf)
-    }
-
-    /// A read that also waits on the `going-away` pollable, and fails with
-    /// [`GoingAway`] (once: the pollable is dropped) when it comes first.
-    /// Bytes already there are taken without a wait; the pollable is looked
-    /// at on every wait and every [`GOING_AWAY_EVERY`] reads.
-    fn read_or_going_away(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        let Some(going_away) = &self.going_away else {
-            return Ok(0);
-        };
-        self.reads += 1;
-        if self.reads.is_multiple_of(GOING_AWAY_EVERY) && going_away.ready() {
-            return Err(self.gone_away());
-        }
-        let max = u64::try_from(max).unwrap_or(u64::MAX);
-        match self.input.read(max) {
-            // Nothing there yet.
-            Ok(chunk) if chunk.is_empty() => {}
-            read => return took(read, max, buf),
-        }
-        // Nothing there: wait for bytes, the drain or the timer.
-        let readable = self.input.subscribe();
-        let timer = self.read_timeout.map(|timeout| {
-            let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-            wasip2::clocks::monotonic_clock::subscribe_duration(nanos)
-        });
-        let mut waiting = vec![&readable, going_away];
-        waiting.extend(timer.as_ref());
-        let ready = wasip2::io::poll::poll(&waiting);
-        drop(waiting);
-        if !ready.contains(&0) {
-            if ready.contains(&1) {
+            // A session that always has bytes to read never waits: the
+            // drain is looked at every few reads too.
+            self.reads += 1;
+            let look = self.reads.is_multiple_of(GOING_AWAY_EVERY);
+            if look && self.going_away.as_ref().is_some_and(Pollable::ready) {
                 return Err(self.gone_away());
             }
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
+            // Bytes already there are taken without a wait.
+            match self.input.read(max) {
+                Ok(chunk) if chunk.is_empty() => {}
+                read => return took(read, max, buf),
+            }
+        }
+        if self.going_away.is_some() || self.read_timeout.is_some() {
+            // Wait for bytes, the drain or the timer, whichever comes first.
+            let readable = self.input.subscribe();
+            let timer = self.read_timeout.map(|timeout| {
+                let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+                wasip2::clocks::monotonic_clock::subscribe_duration(nanos)
+            });
+            let mut waiting = vec![&readable];
+            waiting.extend(self.going_away.as_ref());
+            waiting.extend(timer.as_ref());
+            let ready = wasip2::io::poll::poll(&waiting);
+            drop(waiting);
+            if !ready.contains(&0) {
+                if self.going_away.is_some() && ready.contains(&1) {
+                    return Err(self.gone_away());
+                }
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
+            }
         }
         took(self.input.blocking_read(max), max, buf)
     }

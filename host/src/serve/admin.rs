@@ -18,7 +18,6 @@ use super::answer::{TEXT, answer_and_close, http_response};
 use super::head::read_head;
 use crate::metrics::CONTENT_TYPE;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -88,7 +87,7 @@ fn respond(method: &str, path: &str, shared: &Shared) -> (u16, &'static str, &'s
     match path {
         "/metrics" => (200, "OK", CONTENT_TYPE, shared.metrics_text()),
         "/healthz" => (200, "OK", TEXT, "ok\n".into()),
-        "/readyz" if shared.draining.load(Ordering::Acquire) => (503, "Service Unavailable", TEXT, "draining\n".into()),
+        "/readyz" if shared.draining() => (503, "Service Unavailable", TEXT, "draining\n".into()),
         "/readyz" => (200, "OK", TEXT, "ready\n".into()),
         _ => (
             404,

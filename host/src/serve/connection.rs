@@ -247,7 +247,7 @@ async fn connection(
         return refuse(&shared, &mut stream, 404, "Not Found", &detail).await;
     };
     let route = &generation.routes[index];
-    if shared.draining.load(Ordering::Acquire) {
+    if shared.draining() {
         return refuse(
             &shared,
             &mut stream,

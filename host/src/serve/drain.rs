@@ -33,7 +33,6 @@ impl std::fmt::Display for Drained {
 /// Drains the gateway whose accept loops are `accepting`: each closes its
 /// listener when told and ends once its connections have.
 pub(super) async fn drain(shared: &Shared, mut accepting: JoinSet<()>) -> Drained {
-    shared.draining.store(true, Ordering::Release);
     let open = shared.sessions.load(Ordering::Acquire);
     shared.going_away.send_replace(true);
     let timeout = shared.current().drain_timeout;

@@ -58,7 +58,7 @@ use generation::{Bounds, Generation, RouteCounts};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -113,9 +113,8 @@ struct Shared {
     budget: Arc<MemoryBudget>,
     verbose: bool,
     metrics: Metrics,
-    /// Set once the gateway stops taking sessions: `/readyz` says so.
-    draining: AtomicBool,
-    /// Turns true when the drain begins: every session's plugin is told.
+    /// Turns true when the drain begins: the gateway takes no more
+    /// sessions (`/readyz` says so) and every session's plugin is told.
     going_away: watch::Sender<bool>,
     /// Turns true when the drain timeout passed: the sessions still open
     /// are closed.
@@ -126,6 +125,11 @@ impl Shared {
     /// The configuration in force.
     fn current(&self) -> Arc<Generation> {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the drain has begun.
+    fn draining(&self) -> bool {
+        *self.going_away.borrow()
     }
 
     /// The metrics as `/metrics` shows them, the sessions open per route
@@ -212,7 +216,6 @@ impl Gateway {
             budget: MemoryBudget::new(serve.max_plugin_memory.map_or(DEFAULT_PLUGIN_MEMORY, |m| m.bytes())),
             verbose,
             metrics,
-            draining: AtomicBool::new(false),
             going_away: watch::Sender::new(false),
             cut: watch::Sender::new(false),
         };
