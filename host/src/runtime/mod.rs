@@ -27,17 +27,19 @@
 
 mod cache;
 mod epoch;
+mod errors;
 mod linker;
 mod pool;
 
 use crate::connect::bindings::{Client, ClientPre};
 use crate::connect::{self, ConnectConfig, ConnectCtx, ConnectCtxView, ConnectView};
 use crate::error::{Error, ErrorKind, LimitKind};
-use crate::limits::{CpuExhausted, CpuMeter, Limits, MemoryBudget, MemoryLimiter, Metered, bytes, human};
+use crate::limits::{CpuMeter, Limits, MemoryBudget, MemoryLimiter, Metered, human};
 use crate::sessions::bindings::{Gateway, GatewayPre};
 use crate::sessions::{self, Session};
 use cache::CodeCache;
 use epoch::start_epoch_ticker;
+use errors::{memory_error, not_a_gateway, run_error, wasm_error};
 use linker::{add_sandbox_to_linker, check_component_header, check_imports};
 pub(crate) use pool::Pool;
 pub use pool::PoolUsage;
@@ -476,16 +478,6 @@ impl Plugin {
     }
 }
 
-fn not_a_gateway(plugin: &Plugin) -> Error {
-    Error::new(
-        ErrorKind::Link,
-        format!(
-            "`{}` is a client plugin (it exports `{CLIENT_EXPORT}`): run it with `wsgate run`",
-            plugin.name
-        ),
-    )
-}
-
 /// `call`, stopped at `run_time` if it has one.
 async fn bounded<T>(
     plugin: &Plugin,
@@ -500,36 +492,6 @@ async fn bounded<T>(
             ))
         }),
         None => call.await,
-    }
-}
-
-/// A trap right after a refused `memory.grow` is the memory limit, whatever
-/// the plugin did on the way (Rust aborts): says so.
-fn memory_error(plugin: &Plugin, state: &PluginState, e: Error) -> Error {
-    if e.kind() != ErrorKind::Trap {
-        return e;
-    }
-    if let Some(budget) = state.memory.spent_budget() {
-        return Error::limit_hit(
-            LimitKind::PluginMemory,
-            format!(
-                "`{}` ran out of memory: the gateway's plugin memory ({}, all instances together) is in use",
-                plugin.name,
-                bytes(budget.limit())
-            ),
-        );
-    }
-    match state.memory.refused() {
-        Some(desired) => Error::limit_hit(
-            LimitKind::Memory,
-            format!(
-                "`{}` ran out of memory: it asked for {} of linear memory in all, its limit is {}",
-                plugin.name,
-                bytes(desired),
-                bytes(state.memory.limit())
-            ),
-        ),
-        None => e,
     }
 }
 
@@ -612,34 +574,4 @@ async fn instantiate_and_run(
             None => Err(run_error(plugin, e)),
         },
     }
-}
-
-/// The first line of a wasmtime error, with the error itself as the cause.
-fn wasm_error(kind: ErrorKind, what: &str, e: wasmtime::Error) -> Error {
-    Error::new(kind, format!("{what}: {}", first_line(&format!("{e:#}")))).with_stated_source(e)
-}
-
-/// An error out of a running plugin: a trap names its cause; anything else
-/// (a host error, an instantiation failure) its first line.
-fn run_error(plugin: &Plugin, e: wasmtime::Error) -> Error {
-    if let Some(cpu) = e.downcast_ref::<CpuExhausted>() {
-        let message = format!("`{}` {cpu}", plugin.name);
-        return Error::limit_hit(LimitKind::CpuTime, message).with_stated_source(e);
-    }
-    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-        let message = format!("`{}`: {trap}", plugin.name);
-        return Error::new(ErrorKind::Trap, message).with_stated_source(e);
-    }
-    // A host function's error (a write beyond the budget, say) comes
-    // wrapped in the wasm backtrace: the cause is what the operator needs.
-    let text = if e.downcast_ref::<wasmtime::WasmBacktrace>().is_some() {
-        e.root_cause().to_string()
-    } else {
-        format!("{e:#}")
-    };
-    Error::new(ErrorKind::Trap, format!("`{}`: {}", plugin.name, first_line(&text))).with_stated_source(e)
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
 }
