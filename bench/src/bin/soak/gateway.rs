@@ -234,21 +234,27 @@ impl Gateway {
     }
 }
 
+/// Waits at most `grace` for `child` to exit (it was told to), then kills
+/// it; reaped either way.
+pub(crate) fn end_within(child: &mut Child, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         if self.exited.is_some() || self.child.try_wait().ok().flatten().is_some() {
             return;
         }
         self.terminate();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        end_within(&mut self.child, Duration::from_secs(10));
     }
 }
 

@@ -458,15 +458,7 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         // The end of its input ends it; a kill if it does not go.
         drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::gateway::end_within(&mut self.child, Duration::from_secs(5));
     }
 }
 
